@@ -1,0 +1,50 @@
+/*
+ * conf.h - dkimhsm.conf, the one configuration file every program reads.
+ *
+ * Format: `key = value` lines, `#` starts a comment, blank lines ignored.
+ * Every key is declared once in a table (conf.c) with its type and bounds;
+ * an unknown key, a repeated key or a bad value is DH_ECONFIG with a message
+ * "FILE:LINE: KEY: what is wrong". Relative paths are taken relative to the
+ * directory of the configuration file, so a config can travel with its state.
+ */
+#ifndef CONF_CONF_H
+#define CONF_CONF_H
+
+#include "common/err.h"
+#include "dkim/types.h"
+
+#define CONF_DEFAULT_PATH "/etc/dkimhsm/dkimhsm.conf"
+#define CONF_ENV "DKIMHSM_CONF"
+
+/* Which algorithms to sign with when a command does not say. */
+#define CONF_ALG_RSA (1u << DKIM_ALG_RSA_SHA256)
+#define CONF_ALG_ED25519 (1u << DKIM_ALG_ED25519_SHA256)
+
+typedef struct conf {
+    char *path;             /* the file that was read */
+    char *pkcs11_module;    /* PKCS#11 module (.so) */
+    char *token;            /* pkcs11: URI of the token */
+    char *pin_file;         /* user PIN file, mode 0600 */
+    char *state_dir;        /* SQLite state database lives here */
+    enum dkim_canon hdr_canon, body_canon; /* canonicalization = hdr/body */
+    char *sign_headers;     /* colon-separated names to sign when present */
+    char *oversign_headers; /* names listed once more than they occur */
+    unsigned algorithms;    /* CONF_ALG_* bitmask */
+    unsigned rsa_bits;      /* size for new RSA keys */
+    long long signature_ttl; /* seconds until x=; 0 = no x= */
+    unsigned session_pool;  /* PKCS#11 sessions kept open */
+} conf;
+
+/* Reads path; when path is NULL, $DKIMHSM_CONF, else CONF_DEFAULT_PATH.
+ * Keys not in the file keep their defaults. pkcs11_module, token, pin_file
+ * and state_dir are required. *out is owned by the caller: conf_free(). */
+int conf_load(const char *path, conf **out, dh_err *e) DH_WUR;
+void conf_free(conf *c);
+
+/* Bitmask from "rsa", "ed25519", "both", or a comma list ("ed25519,rsa"). */
+int conf_parse_algorithms(const char *s, unsigned *out, dh_err *e) DH_WUR;
+
+/* Seconds from "90", "90s", "15m", "12h", "7d", "2w". */
+int conf_parse_duration(const char *s, long long *out, dh_err *e) DH_WUR;
+
+#endif

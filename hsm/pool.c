@@ -1,0 +1,199 @@
+/*
+ * pool.c - the bounded session pool, login, and the retry rule.
+ *
+ * Each operation in flight holds a session of its own (FACTS.md: one session
+ * per thread; SoftHSM re-validates the key on every C_SignInit). Sessions are
+ * opened lazily up to h->size and kept; a session the token says is gone is
+ * closed and dropped, and the next caller opens a fresh one and logs in again
+ * (pkcs11-provider session.c does the same).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/file.h"
+#include "hsm/hsm_int.h"
+
+int hsm_pool_init(hsm *h, unsigned size, dh_err *e)
+{
+    h->idle = calloc(size, sizeof *h->idle);
+    if (h->idle == NULL)
+        return dh_err_set(e, DH_ENOMEM, "out of memory");
+    h->size = size;
+    return DH_OK;
+}
+
+/* Logged in already if the session state is a user one: PKCS#11 login is per
+ * application and token, so one login covers every session we hold. */
+static int session_logged_in(hsm_op *op, int *yes)
+{
+    CK_SESSION_INFO si;
+    int rc = P11(op, C_GetSessionInfo, op->s, &si);
+    if (rc != DH_OK)
+        return rc;
+    *yes = si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS;
+    return DH_OK;
+}
+
+int hsm_login(hsm_op *op)
+{
+    hsm *h = op->h;
+    int yes = 0;
+    pthread_mutex_lock(&h->login_mu);
+    int rc = session_logged_in(op, &yes);
+    if (rc == DH_OK && !yes) {
+        /* The PIN is read when needed and wiped at once, not kept. */
+        dh_buf pin = {0};
+        rc = dh_file_read_pin(h->pin_file, &pin, op->e);
+        if (rc == DH_OK) {
+            rc = P11(op, C_Login, op->s, CKU_USER, pin.data, (CK_ULONG)pin.len);
+            if (op->rv == CKR_USER_ALREADY_LOGGED_IN)
+                rc = DH_OK; /* another session of ours logged in meanwhile */
+            else if (rc != DH_OK)
+                dh_err_prefix(op->e, "login to token '%s'", h->label);
+        }
+        dh_buf_free_secret(&pin);
+    }
+    pthread_mutex_unlock(&h->login_mu);
+    return rc;
+}
+
+static int session_open(hsm *h, CK_SESSION_HANDLE *out, dh_err *e)
+{
+    hsm_op op = {.h = h, .e = e};
+    /* Read/write: generation, import and destroy create or delete token objects. */
+    int rc =
+        P11(&op, C_OpenSession, h->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &op.s);
+    if (rc != DH_OK) {
+        dh_err_prefix(e, "token '%s'", h->label);
+        return rc;
+    }
+    rc = hsm_login(&op);
+    if (rc != DH_OK) {
+        hsm_op closer = {.h = h, .s = op.s};
+        (void)P11(&closer, C_CloseSession, op.s);
+        return rc;
+    }
+    *out = op.s;
+    return DH_OK;
+}
+
+int hsm_session_get(hsm *h, CK_SESSION_HANDLE *out, dh_err *e)
+{
+    pthread_mutex_lock(&h->mu);
+    while (h->nidle == 0 && h->nopen >= h->size)
+        pthread_cond_wait(&h->cv, &h->mu);
+    if (h->nidle > 0) {
+        *out = h->idle[--h->nidle];
+        pthread_mutex_unlock(&h->mu);
+        return DH_OK;
+    }
+    h->nopen++; /* reserve the slot, then open outside the lock */
+    pthread_mutex_unlock(&h->mu);
+    int rc = session_open(h, out, e);
+    if (rc != DH_OK) {
+        pthread_mutex_lock(&h->mu);
+        h->nopen--;
+        pthread_cond_signal(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+    }
+    return rc;
+}
+
+void hsm_session_put(hsm *h, CK_SESSION_HANDLE s, int broken)
+{
+    if (broken) {
+        /* Usually fails (the session is already gone); the close only makes sure. */
+        hsm_op op = {.h = h, .s = s};
+        (void)P11(&op, C_CloseSession, s);
+    }
+    pthread_mutex_lock(&h->mu);
+    if (broken)
+        h->nopen--;
+    else
+        h->idle[h->nidle++] = s;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void hsm_pool_destroy(hsm *h)
+{
+    for (unsigned i = 0; i < h->nidle; i++) {
+        hsm_op op = {.h = h, .s = h->idle[i]};
+        (void)P11(&op, C_CloseSession, h->idle[i]);
+    }
+    free(h->idle);
+    h->idle = NULL;
+    h->nidle = h->nopen = 0;
+}
+
+static CK_OBJECT_HANDLE key_obj(hsm_key *k)
+{
+    pthread_mutex_lock(&k->mu);
+    CK_OBJECT_HANDLE o = k->obj;
+    pthread_mutex_unlock(&k->mu);
+    return o;
+}
+
+/* The handle went stale (SoftHSM after a logout, a token re-inserted): log in
+ * again if the token forgot us, and find the key by its CKA_ID. */
+static int key_refind(hsm_op *op, hsm_key *k)
+{
+    int rc = hsm_login(op);
+    CK_OBJECT_HANDLE obj;
+    size_t n = 0;
+    if (rc == DH_OK)
+        rc = hsm_find(op, CKO_PRIVATE_KEY, k->id, k->idlen, &obj, 1, &n);
+    if (rc == DH_OK && n == 0) {
+        char hex[2 * 64 + 4];
+        rc = dh_err_set(op->e, DH_ENOTFOUND, "private key id %s is no longer on token '%s'",
+                        hsm_hex(k->id, k->idlen, hex, sizeof hex), op->h->label);
+    }
+    if (rc != DH_OK)
+        return rc;
+    pthread_mutex_lock(&k->mu);
+    k->obj = obj;
+    pthread_mutex_unlock(&k->mu);
+    return DH_OK;
+}
+
+static int handle_stale(CK_RV rv)
+{
+    return rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID;
+}
+
+int hsm_run(hsm *h, hsm_key *k, hsm_op_fn fn, void *arg, dh_err *e)
+{
+    /* A child has copies of the parent's session handles; using them would mix
+     * the two processes' token state (a real HSM would just fail later). */
+    if (getpid() != h->pid)
+        return dh_err_set(e, DH_ESTATE,
+                          "token '%s' was opened before fork(); open it in the "
+                          "process that uses it",
+                          h->label);
+    int reopened = 0, refound = 0;
+    for (;;) {
+        hsm_op op = {.h = h, .e = e};
+        int rc = hsm_session_get(h, &op.s, e);
+        if (rc != DH_OK)
+            return rc;
+        op.key = k != NULL ? key_obj(k) : CK_INVALID_HANDLE;
+        rc = fn(&op, arg);
+        if (rc == DH_OK ||
+            (!hsm_rv_session_lost(op.rv) && !(k != NULL && !refound && handle_stale(op.rv)))) {
+            hsm_session_put(h, op.s, 0);
+            return rc;
+        }
+        if (!hsm_rv_session_lost(op.rv)) {
+            refound = 1;
+            rc = key_refind(&op, k);
+        }
+        int lost = rc != DH_OK && hsm_rv_session_lost(op.rv);
+        hsm_session_put(h, op.s, lost);
+        if (rc != DH_OK && !lost)
+            return rc; /* the refind itself failed for good */
+        if (lost && reopened)
+            return rc;
+        reopened |= lost;
+    }
+}

@@ -1,0 +1,36 @@
+#include <stdlib.h>
+
+#include "keyctl/keyctl.h"
+
+int kc_conf(kc_ctx *c, dh_err *e)
+{
+    return c->cf ? DH_OK : conf_load(c->config_path, &c->cf, e);
+}
+
+int kc_store(kc_ctx *c, dh_err *e)
+{
+    int rc = kc_conf(c, e);
+    if (rc != DH_OK || c->store)
+        return rc;
+    return ks_open(c->cf->state_dir, &c->store, e);
+}
+
+int kc_token(kc_ctx *c, dh_err *e)
+{
+    int rc = kc_conf(c, e);
+    if (rc != DH_OK || c->token)
+        return rc;
+    hsm_config hc = {.module = c->cf->pkcs11_module, .token_uri = c->cf->token,
+                     .pin_file = c->cf->pin_file, .pool_size = 1};
+    return hsm_open(&hc, &c->token, e);
+}
+
+void kc_ctx_close(kc_ctx *c)
+{
+    hsm_close(c->token);
+    ks_close(c->store);
+    conf_free(c->cf);
+    c->token = NULL;
+    c->store = NULL;
+    c->cf = NULL;
+}

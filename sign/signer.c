@@ -1,0 +1,146 @@
+#include "sign/signer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int signer_state_can_sign(enum ks_state s)
+{
+    return s == KS_CREATED || s == KS_PUBLISHED || s == KS_ACTIVE;
+}
+
+static int state_rank(enum ks_state s)
+{
+    return s == KS_ACTIVE ? 3 : s == KS_PUBLISHED ? 2 : s == KS_CREATED ? 1 : 0;
+}
+
+/* Index of the best usable key of alg in list, or -1. The list is ordered by
+ * creation time, so a later key of equal rank wins. */
+static long best_of(const ks_selector *list, size_t n, enum dkim_alg alg)
+{
+    long best = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (list[i].alg != alg || !signer_state_can_sign(list[i].state))
+            continue;
+        if (best < 0 || state_rank(list[i].state) >= state_rank(list[best].state))
+            best = (long)i;
+    }
+    return best;
+}
+
+static int take(ks_selector *from, ks_selector *to)
+{
+    *to = *from;
+    memset(from, 0, sizeof(*from));
+    return DH_OK;
+}
+
+static int choose_one(ks *k, const char *domain, const char *selector, unsigned algs,
+                      int algs_explicit, ks_selector **out, size_t *n, dh_err *e)
+{
+    ks_selector *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return dh_err_set(e, DH_ENOMEM, "out of memory");
+    int rc = ks_get(k, domain, selector, s, e);
+    if (rc == DH_OK && !signer_state_can_sign(s->state))
+        rc = dh_err_set(e, DH_ESTATE, "selector %s for %s is %s and cannot sign", selector,
+                        domain, ks_state_name(s->state));
+    if (rc == DH_OK && algs_explicit && !(algs & (1u << s->alg)))
+        rc = dh_err_set(e, DH_EINVAL, "selector %s for %s holds an %s key, not the one asked for",
+                        selector, domain, dkim_alg_keytype(s->alg));
+    if (rc != DH_OK) {
+        ks_list_free(s, 1);
+        return rc;
+    }
+    *out = s;
+    *n = 1;
+    return DH_OK;
+}
+
+int signer_choose_keys(ks *k, const char *domain, const char *selector, unsigned algs,
+                       int algs_explicit, ks_selector **out, size_t *n, dh_err *e)
+{
+    *out = NULL;
+    *n = 0;
+    if (selector != NULL)
+        return choose_one(k, domain, selector, algs, algs_explicit, out, n, e);
+    ks_selector *all = NULL, *chosen = NULL;
+    size_t nall = 0, nchosen = 0;
+    int rc = ks_list(k, domain, &all, &nall, e);
+    if (rc == DH_OK && (chosen = calloc(2, sizeof(*chosen))) == NULL)
+        rc = dh_err_set(e, DH_ENOMEM, "out of memory");
+    /* Ed25519 first, as in RFC 8463's example: verifiers that do not know it
+     * skip it and go on to the RSA signature. */
+    static const enum dkim_alg order[] = {DKIM_ALG_ED25519_SHA256, DKIM_ALG_RSA_SHA256};
+    for (size_t i = 0; rc == DH_OK && i < 2; i++) {
+        if (!(algs & (1u << order[i])))
+            continue;
+        long b = best_of(all, nall, order[i]);
+        if (b >= 0)
+            rc = take(&all[b], &chosen[nchosen++]);
+        else if (algs_explicit)
+            rc = dh_err_set(e, DH_ENOTFOUND, "domain %s has no usable %s key", domain,
+                            dkim_alg_keytype(order[i]));
+    }
+    if (rc == DH_OK && nchosen == 0)
+        rc = dh_err_set(e, DH_ENOTFOUND, "domain %s has no usable key (create one with "
+                        "dkim-keyctl create %s SELECTOR)", domain, domain);
+    ks_list_free(all, nall);
+    if (rc != DH_OK) {
+        ks_list_free(chosen, nchosen);
+        return rc;
+    }
+    *out = chosen;
+    *n = nchosen;
+    return DH_OK;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int signer_key_id(const ks_selector *s, uint8_t id[HSM_ID_LEN], dh_err *e)
+{
+    if (strlen(s->key_id) != 2 * HSM_ID_LEN)
+        return dh_err_set(e, DH_EDB, "selector %s for %s: key id '%s' is not %d hex bytes",
+                          s->selector, s->domain, s->key_id, HSM_ID_LEN);
+    for (size_t i = 0; i < HSM_ID_LEN; i++) {
+        int hi = hexval(s->key_id[2 * i]), lo = hexval(s->key_id[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return dh_err_set(e, DH_EDB, "selector %s for %s: key id '%s' is not hex",
+                              s->selector, s->domain, s->key_id);
+        id[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return DH_OK;
+}
+
+static enum dkim_alg key_alg(const hsm_key *key)
+{
+    return hsm_key_type(key) == HSM_KEY_ED25519 ? DKIM_ALG_ED25519_SHA256 : DKIM_ALG_RSA_SHA256;
+}
+
+int signer_sign(hsm *h, hsm_key *key, const dkim_hdrs *hdrs, const dkim_sig_params *p,
+                const uint8_t bh[32], dh_buf *out, dh_err *e)
+{
+    if (key_alg(key) != p->alg)
+        return dh_err_set(e, DH_EINVAL, "key for s=%s is not a %s key", p->selector,
+                          dkim_alg_name(p->alg));
+    dh_buf field = {0}, sig = {0};
+    uint8_t digest[32];
+    int rc = dkim_sig_build(p, bh, &field, e);
+    if (rc == DH_OK)
+        rc = dkim_sig_digest(hdrs, field.data, field.len, digest, e);
+    if (rc == DH_OK)
+        rc = hsm_sign_digest(h, key, digest, &sig, e);
+    if (rc == DH_OK)
+        rc = dkim_sig_finish(field.data, field.len, sig.data, sig.len, out, e);
+    dh_buf_free(&field);
+    dh_buf_free(&sig);
+    return rc;
+}

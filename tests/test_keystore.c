@@ -1,0 +1,120 @@
+/* keystore/: schema version and migration, insert/get/list, name rules. */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keystore/keystore.h"
+#include "tests/lib/check.h"
+
+static char dir[] = "/tmp/dkimhsm-ks.XXXXXX";
+
+static ks_selector row(const char *domain, const char *sel, const char *id, enum dkim_alg alg,
+                       long long created)
+{
+    return (ks_selector){.domain = (char *)domain, .selector = (char *)sel, .alg = alg,
+                         .bits = alg == DKIM_ALG_RSA_SHA256 ? 2048 : 256, .key_id = (char *)id,
+                         .public_key = "AAAA", .custody = KS_GENERATED, .state = KS_CREATED,
+                         .created = created, .state_changed = created};
+}
+
+static void test_insert_get_list(void)
+{
+    ks *k = NULL;
+    dh_err e = {0};
+    CHECK_OK(ks_open(dir, &k, &e));
+    if (k == NULL)
+        return;
+    CHECK_EQ_INT(ks_schema_version(k), KS_SCHEMA_VERSION);
+    ks_selector a = row("example.com", "s1", "00", DKIM_ALG_RSA_SHA256, 100);
+    ks_selector b = row("example.com", "s2", "01", DKIM_ALG_ED25519_SHA256, 200);
+    ks_selector c = row("example.org", "s1", "02", DKIM_ALG_RSA_SHA256, 50);
+    CHECK_OK(ks_insert(k, &a, &e));
+    CHECK_OK(ks_insert(k, &b, &e));
+    CHECK_OK(ks_insert(k, &c, &e));
+    CHECK_EQ_INT(ks_insert(k, &a, &e), DH_EEXIST);
+    CHECK(strstr(e.msg, "already exists") != NULL);
+
+    ks_selector got;
+    CHECK_OK(ks_get(k, "example.com", "s2", &got, &e));
+    CHECK_STR(got.key_id, "01");
+    CHECK_EQ_INT(got.alg, DKIM_ALG_ED25519_SHA256);
+    CHECK_EQ_INT(got.bits, 256);
+    CHECK_EQ_INT(got.state, KS_CREATED);
+    ks_selector_clear(&got);
+    CHECK_EQ_INT(ks_get(k, "example.com", "nope", &got, &e), DH_ENOTFOUND);
+
+    ks_selector *l = NULL;
+    size_t n = 0;
+    CHECK_OK(ks_list(k, "example.com", &l, &n, &e));
+    CHECK_EQ_INT(n, 2);
+    if (n == 2) {
+        CHECK_STR(l[0].selector, "s1");
+        CHECK_STR(l[1].selector, "s2");
+    }
+    ks_list_free(l, n);
+    CHECK_OK(ks_list(k, NULL, &l, &n, &e));
+    CHECK_EQ_INT(n, 3);
+    ks_list_free(l, n);
+    CHECK_OK(ks_delete(k, "example.org", "s1", &e));
+    CHECK_EQ_INT(ks_get(k, "example.org", "s1", &got, &e), DH_ENOTFOUND);
+    ks_close(k);
+
+    /* Reopening keeps the data and the version. */
+    CHECK_OK(ks_open(dir, &k, &e));
+    CHECK_OK(ks_get(k, "example.com", "s1", &got, &e));
+    ks_selector_clear(&got);
+    ks_close(k);
+}
+
+static void test_newer_schema_refused(void)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/newer", dir);
+    ks *k = NULL;
+    CHECK_OK(ks_open(path, &k, NULL));
+    ks_close(k);
+    snprintf(path, sizeof(path), "%s/newer/state.db", dir);
+    sqlite3 *db;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    dh_err e = {0};
+    snprintf(path, sizeof(path), "%s/newer", dir);
+    CHECK_EQ_INT(ks_open(path, &k, &e), DH_EDB);
+    CHECK(strstr(e.msg, "schema version 99") != NULL);
+}
+
+static void test_names(void)
+{
+    char *out = NULL;
+    dh_err e = {0};
+    CHECK_OK(ks_normalize_name("Mail.Example.COM.", "domain", &out, &e));
+    CHECK_STR(out ? out : "", "mail.example.com");
+    free(out);
+    CHECK_OK(ks_normalize_name("sel_2024-01", "selector", &out, &e));
+    free(out);
+    out = NULL;
+    CHECK_EQ_INT(ks_normalize_name("bad sel", "selector", &out, &e), DH_EINVAL);
+    CHECK(strstr(e.msg, "selector 'bad sel'") != NULL);
+    CHECK_EQ_INT(ks_normalize_name("a..b", "domain", &out, &e), DH_EINVAL);
+    CHECK_EQ_INT(ks_normalize_name("-a.com", "domain", &out, &e), DH_EINVAL);
+    CHECK_EQ_INT(ks_normalize_name("", "domain", &out, &e), DH_EINVAL);
+    CHECK(out == NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (mkdtemp(dir) == NULL)
+        return 1;
+    static const struct check_case cases[] = {{"insert_get_list", test_insert_get_list},
+                                              {"newer_schema_refused", test_newer_schema_refused},
+                                              {"names", test_names},
+                                              {NULL, NULL}};
+    int rc = check_run(argc, argv, cases);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        rc = 1;
+    return rc;
+}

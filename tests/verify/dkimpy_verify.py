@@ -1,0 +1,65 @@
+#!/usr/bin/python3
+"""Verify every DKIM-Signature of a message with dkimpy (python3-dkim).
+
+usage: dkimpy_verify.py ZONEFILE MESSAGE [--expect N]
+
+ZONEFILE holds the TXT records exactly as `dkim-keyctl dns` prints them
+(`name. IN TXT ( "..." "..." )`, one per line); the verifier's DNS lookups are
+answered from it and nothing else. Prints one line per signature and exits 0
+only when all of them verify (and there are N of them, with --expect).
+"""
+import re
+import sys
+
+import dkim
+
+
+def load_zone(path):
+    records = {}
+    with open(path, encoding="ascii") as f:
+        for line in f:
+            m = re.match(r'^(\S+)\s+(?:\d+\s+)?IN\s+TXT\s+(.*)$', line.strip())
+            if not m:
+                continue
+            name = m.group(1).rstrip(".").lower()
+            value = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(2)))
+            records[name] = value.encode("ascii")
+    return records
+
+
+def main(argv):
+    if len(argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    records = load_zone(argv[1])
+    expect = int(argv[argv.index("--expect") + 1]) if "--expect" in argv else None
+    with open(argv[2], "rb") as f:
+        msg = f.read()
+
+    def dnsfunc(name, timeout=5):
+        key = name.decode() if isinstance(name, bytes) else name
+        return records.get(key.rstrip(".").lower())
+
+    d = dkim.DKIM(msg, minkey=1024)
+    sigs = [h for h in d.headers if h[0].lower() == b"dkim-signature"]
+    ok = 0
+    for i in range(len(sigs)):
+        try:
+            good = d.verify(idx=i, dnsfunc=dnsfunc)
+        except dkim.DKIMException as exc:
+            good, why = False, str(exc)
+        else:
+            why = "" if good else "signature did not verify"
+        tags = dict(re.findall(rb'\b([a-z]+)=([^;]*)', sigs[i][1]))
+        alg = tags.get(b"a", b"?").strip().decode()
+        sel = tags.get(b"s", b"?").strip().decode()
+        print(f"dkimpy: signature {i} a={alg} s={sel}: {'pass' if good else 'FAIL ' + why}")
+        ok += bool(good)
+    if expect is not None and len(sigs) != expect:
+        print(f"dkimpy: expected {expect} signatures, found {len(sigs)}")
+        return 1
+    return 0 if sigs and ok == len(sigs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
