@@ -21,6 +21,7 @@ const char *dh_strstatus(int code)
     case DH_ECRYPTO: return "cryptographic failure";
     case DH_EDB: return "state database error";
     case DH_ELOGIN: return "login failed";
+    case DH_EUSAGE: return "usage error";
     }
     return "unknown error";
 }
@@ -79,7 +80,8 @@ int dh_err_exit_status(int code)
 {
     switch (code) {
     case DH_OK: return 0;
-    case DH_ECONFIG: return 2;
+    case DH_ECONFIG:
+    case DH_EUSAGE: return 2;
     case DH_ETOKEN:
     case DH_ELOGIN: return 3;
     case DH_EUNSIGNABLE: return 4;

@@ -29,6 +29,7 @@ enum dh_status {
     DH_ECRYPTO = -11,    /* OpenSSL failure or bad key material */
     DH_EDB = -12,        /* state database failure */
     DH_ELOGIN = -13,     /* PIN refused or missing */
+    DH_EUSAGE = -14,     /* bad command-line argument */
 };
 
 typedef struct dh_err {

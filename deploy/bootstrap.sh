@@ -8,7 +8,7 @@ libssl-dev libp11-kit-dev libsqlite3-dev libevent-dev libmilter-dev
 softhsm2 opensc gnutls-bin p11-kit
 libengine-pkcs11-openssl openssl
 python3 python3-dkim python3-nacl python3-dnspython
-libmail-dkim-perl libcrypt-openssl-rsa-perl
+libmail-dkim-perl libcrypt-openssl-rsa-perl opendkim
 sqlite3"
 
 missing=""

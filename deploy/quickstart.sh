@@ -69,7 +69,7 @@ step "Sign deploy/sample.eml with both keys -> $dir/signed.eml"
 grep -A3 '^DKIM-Signature' "$dir/signed.eml" | head -n 12
 
 step "Verify with dkimpy (python3-dkim), DNS answered from the records above"
-sed 's/\r*$/\r/' "$dir/signed.eml" > "$dir/signed.crlf.eml"
+perl -pe 's/\r?\n?\z/\r\n/' "$dir/signed.eml" > "$dir/signed.crlf.eml"
 if /usr/bin/python3 "$top/tests/verify/dkimpy_verify.py" "$dir/$domain.zone" "$dir/signed.crlf.eml" --expect 2 &&
    perl "$top/tests/verify/maildkim_verify.pl" "$dir/$domain.zone" "$dir/signed.crlf.eml" --expect 2; then
   printf '\nVERDICT: PASS - both signatures verify with independent verifiers.\n'

@@ -26,7 +26,6 @@
 /* One attribute value we own; secret ones are wiped on release. */
 struct comp {
     CK_ATTRIBUTE_TYPE type;
-    const char *param; /* OpenSSL name, for RSA */
     uint8_t *data;
     size_t len;
 };
@@ -110,7 +109,7 @@ static int rsa_comps(EVP_PKEY *pk, struct import_args *a, dh_err *e)
         if (!EVP_PKEY_get_bn_param(pk, map[i].param, &bn))
             return crypto_err(e, "RSA key lacks a component (n, e, d, p, q and CRT values needed)");
         size_t len = (size_t)BN_num_bytes(bn);
-        a->c[i] = (struct comp){map[i].type, map[i].param, malloc(len ? len : 1), len};
+        a->c[i] = (struct comp){map[i].type, malloc(len ? len : 1), len};
         if (a->c[i].data != NULL)
             BN_bn2bin(bn, a->c[i].data);
         BN_clear_free(bn);
@@ -124,8 +123,8 @@ static int ed25519_comps(EVP_PKEY *pk, struct import_args *a, dh_err *e)
 {
     size_t slen = 32, plen = 32;
     uint8_t *seed = malloc(32), *pub = malloc(34);
-    a->c[0] = (struct comp){CKA_VALUE, NULL, seed, 32};
-    a->c[1] = (struct comp){CKA_EC_POINT, NULL, pub, 34};
+    a->c[0] = (struct comp){CKA_VALUE, seed, 32};
+    a->c[1] = (struct comp){CKA_EC_POINT, pub, 34};
     if (seed == NULL || pub == NULL)
         return dh_err_set(e, DH_ENOMEM, "out of memory");
     /* CKA_EC_POINT as a DER OCTET STRING, the form SoftHSM itself produces. */

@@ -157,9 +157,18 @@ static int key_refind(hsm_op *op, hsm_key *k)
     return DH_OK;
 }
 
-static int handle_stale(CK_RV rv)
+enum next_step { GIVE_UP, REOPEN, REFIND };
+
+/* After a failure: a lost session is replaced once, a stale key handle is
+ * looked up again once; anything else is the answer. */
+static enum next_step after_failure(const hsm_op *op, const hsm_key *k, int reopened, int refound)
 {
-    return rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID;
+    if (hsm_rv_session_lost(op->rv))
+        return reopened ? GIVE_UP : REOPEN;
+    if (k != NULL && !refound &&
+        (op->rv == CKR_OBJECT_HANDLE_INVALID || op->rv == CKR_KEY_HANDLE_INVALID))
+        return REFIND;
+    return GIVE_UP;
 }
 
 int hsm_run(hsm *h, hsm_key *k, hsm_op_fn fn, void *arg, dh_err *e)
@@ -168,8 +177,8 @@ int hsm_run(hsm *h, hsm_key *k, hsm_op_fn fn, void *arg, dh_err *e)
      * the two processes' token state (a real HSM would just fail later). */
     if (getpid() != h->pid)
         return dh_err_set(e, DH_ESTATE,
-                          "token '%s' was opened before fork(); open it in the "
-                          "process that uses it",
+                          "token '%s' was opened before fork(); open it in the process that "
+                          "uses it",
                           h->label);
     int reopened = 0, refound = 0;
     for (;;) {
@@ -179,21 +188,16 @@ int hsm_run(hsm *h, hsm_key *k, hsm_op_fn fn, void *arg, dh_err *e)
             return rc;
         op.key = k != NULL ? key_obj(k) : CK_INVALID_HANDLE;
         rc = fn(&op, arg);
-        if (rc == DH_OK ||
-            (!hsm_rv_session_lost(op.rv) && !(k != NULL && !refound && handle_stale(op.rv)))) {
-            hsm_session_put(h, op.s, 0);
-            return rc;
-        }
-        if (!hsm_rv_session_lost(op.rv)) {
+        enum next_step next = rc == DH_OK ? GIVE_UP : after_failure(&op, k, reopened, refound);
+        if (next == REFIND) {
             refound = 1;
-            rc = key_refind(&op, k);
+            rc = key_refind(&op, k); /* on success: retry with the new handle */
+            if (rc != DH_OK)
+                next = after_failure(&op, NULL, reopened, refound);
         }
-        int lost = rc != DH_OK && hsm_rv_session_lost(op.rv);
-        hsm_session_put(h, op.s, lost);
-        if (rc != DH_OK && !lost)
-            return rc; /* the refind itself failed for good */
-        if (lost && reopened)
+        hsm_session_put(h, op.s, rc != DH_OK && hsm_rv_session_lost(op.rv));
+        if (next == GIVE_UP)
             return rc;
-        reopened |= lost;
+        reopened |= next == REOPEN;
     }
 }

@@ -146,7 +146,7 @@ int kc_cmd_create(kc_ctx *c, int argc, char **argv, dh_err *e)
     if (rc == DH_OK)
         rc = names(c, argc, argv, &a, e);
     if (rc == DH_OK && a.alg == DKIM_ALG_RSA_SHA256 && hsm_rsa_bits_warning(a.bits))
-        fprintf(stderr, "dkim-keyctl: warning: %s\n", hsm_rsa_bits_warning(a.bits));
+        fprintf(stderr, "dkim-keyctl: warning: %u-bit RSA key: %s\n", a.bits, hsm_rsa_bits_warning(a.bits));
     if (rc == DH_OK)
         rc = kc_token(c, e);
     if (rc == DH_OK && label(&a, &lbl) != DH_OK)
@@ -186,7 +186,7 @@ int kc_cmd_import(kc_ctx *c, int argc, char **argv, dh_err *e)
     if (rc == DH_OK)
         rc = hsm_import_pem(c->token, a.pem, (const char *)lbl.data, id, &type, &bits, e);
     if (rc == DH_OK && type == HSM_KEY_RSA && hsm_rsa_bits_warning(bits))
-        fprintf(stderr, "dkim-keyctl: warning: %s\n", hsm_rsa_bits_warning(bits));
+        fprintf(stderr, "dkim-keyctl: warning: %u-bit RSA key: %s\n", bits, hsm_rsa_bits_warning(bits));
     if (rc == DH_OK)
         rc = finish(c, &a, id, KS_IMPORTED, e);
     dh_buf_free(&lbl);

@@ -96,15 +96,15 @@ static int setup(struct job *j, const struct opts *o, dh_err *e)
     j->hc = j->cf->hdr_canon;
     j->bc = j->cf->body_canon;
     j->algs = j->cf->algorithms;
-    if (o->canon && (rc = dkim_canon_parse(o->canon, &j->hc, &j->bc, e)) != DH_OK) {
+    if (o->canon && dkim_canon_parse(o->canon, &j->hc, &j->bc, e) != DH_OK) {
         dh_err_prefix(e, "--canon");
-        return rc;
+        return dh_err_set_code(e, DH_EUSAGE);
     }
     if (o->alg) {
         j->algs_explicit = 1;
-        if ((rc = conf_parse_algorithms(o->alg, &j->algs, e)) != DH_OK) {
+        if (conf_parse_algorithms(o->alg, &j->algs, e) != DH_OK) {
             dh_err_prefix(e, "--alg");
-            return rc;
+            return dh_err_set_code(e, DH_EUSAGE);
         }
     }
     j->msg = dkim_msg_new(0);
@@ -171,7 +171,7 @@ static int sign_with(struct job *j, const struct opts *o, const ks_selector *s,
     if (rc == DH_OK)
         rc = hsm_key_open(j->token, id, sizeof(id), &key, e);
     if (rc == DH_OK && s->alg == DKIM_ALG_RSA_SHA256 && hsm_rsa_bits_warning(s->bits))
-        fprintf(stderr, "dkimhsm-sign: warning: s=%s: %s\n", s->selector,
+        fprintf(stderr, "dkimhsm-sign: warning: s=%s is a %u-bit RSA key: %s\n", s->selector, s->bits,
                 hsm_rsa_bits_warning(s->bits));
     if (rc == DH_OK && o->headers)
         rc = dh_buf_puts(&hlist, o->headers);

@@ -27,13 +27,6 @@ static long best_of(const ks_selector *list, size_t n, enum dkim_alg alg)
     return best;
 }
 
-static int take(ks_selector *from, ks_selector *to)
-{
-    *to = *from;
-    memset(from, 0, sizeof(*from));
-    return DH_OK;
-}
-
 static int choose_one(ks *k, const char *domain, const char *selector, unsigned algs,
                       int algs_explicit, ks_selector **out, size_t *n, dh_err *e)
 {
@@ -65,18 +58,18 @@ int signer_choose_keys(ks *k, const char *domain, const char *selector, unsigned
         return choose_one(k, domain, selector, algs, algs_explicit, out, n, e);
     ks_selector *all = NULL, *chosen = NULL;
     size_t nall = 0, nchosen = 0;
+    long picks[2];
     int rc = ks_list(k, domain, &all, &nall, e);
-    if (rc == DH_OK && (chosen = calloc(2, sizeof(*chosen))) == NULL)
-        rc = dh_err_set(e, DH_ENOMEM, "out of memory");
     /* Ed25519 first, as in RFC 8463's example: verifiers that do not know it
-     * skip it and go on to the RSA signature. */
+     * skip it and go on to the RSA signature. Indices are picked before any
+     * row is moved out, so a moved-out row can never be picked. */
     static const enum dkim_alg order[] = {DKIM_ALG_ED25519_SHA256, DKIM_ALG_RSA_SHA256};
     for (size_t i = 0; rc == DH_OK && i < 2; i++) {
         if (!(algs & (1u << order[i])))
             continue;
         long b = best_of(all, nall, order[i]);
         if (b >= 0)
-            rc = take(&all[b], &chosen[nchosen++]);
+            picks[nchosen++] = b;
         else if (algs_explicit)
             rc = dh_err_set(e, DH_ENOTFOUND, "domain %s has no usable %s key", domain,
                             dkim_alg_keytype(order[i]));
@@ -84,9 +77,15 @@ int signer_choose_keys(ks *k, const char *domain, const char *selector, unsigned
     if (rc == DH_OK && nchosen == 0)
         rc = dh_err_set(e, DH_ENOTFOUND, "domain %s has no usable key (create one with "
                         "dkim-keyctl create %s SELECTOR)", domain, domain);
+    if (rc == DH_OK && (chosen = calloc(nchosen, sizeof(*chosen))) == NULL)
+        rc = dh_err_set(e, DH_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == DH_OK && i < nchosen; i++) {
+        chosen[i] = all[picks[i]];
+        memset(&all[picks[i]], 0, sizeof(all[picks[i]])); /* ownership moved */
+    }
     ks_list_free(all, nall);
     if (rc != DH_OK) {
-        ks_list_free(chosen, nchosen);
+        free(chosen); /* rows are moved in only on success */
         return rc;
     }
     *out = chosen;

@@ -24,7 +24,7 @@ kc dns football.example.com > "$d/zone"
 /usr/bin/python3 - "$td/dns.zone" "$d/zone" <<'PY' || fail "records differ from RFC 8463 A.2"
 import re, sys
 def records(path):
-    text = re.sub(r';[^\n]*', '', open(path).read())
+    text = re.sub(r'^;[^\n]*', '', open(path).read(), flags=re.M)
     out = {}
     for name, body in re.findall(r'(\S+)\s+IN\s+TXT\s+\(([^)]*)\)', text):
         value = "".join(re.findall(r'"([^"]*)"', body))

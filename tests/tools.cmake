@@ -11,7 +11,7 @@ add_test(NAME e2e_rfc8463
          COMMAND ${WITH_TOKEN} -- ${CMAKE_CURRENT_SOURCE_DIR}/test_rfc8463_sign.sh ${BIN_DIR}
                  ${TESTDATA} ${SHARED_TESTDATA})
 set_tests_properties(e2e_sign_verify e2e_bad_input e2e_keyctl e2e_rfc8463
-                     PROPERTIES SKIP_RETURN_CODE 77)
+                     PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT "${TOKEN_TEST_ENV}")
 
 add_executable(test_conf test_conf.c)
 target_link_libraries(test_conf PRIVATE dh_conf dh_testlib)
@@ -24,3 +24,4 @@ add_test(NAME keystore COMMAND test_keystore)
 add_executable(test_kat test_kat.c)
 target_link_libraries(test_kat PRIVATE dh_hsm dh_dkim dh_testlib)
 add_test(NAME kat_token COMMAND ${WITH_TOKEN} -- $<TARGET_FILE:test_kat> ${TESTDATA} ${SHARED_TESTDATA})
+set_tests_properties(kat_token PROPERTIES ENVIRONMENT "${TOKEN_TEST_ENV}")
