@@ -68,11 +68,13 @@ step "Sign deploy/sample.eml with both keys -> $dir/signed.eml"
 "$bin/dkimhsm-sign" --alg both < "$top/deploy/sample.eml" > "$dir/signed.eml"
 grep -A3 '^DKIM-Signature' "$dir/signed.eml" | head -n 12
 
-step "Verify with dkimpy (python3-dkim), DNS answered from the records above"
+step "Verify: dkimpy, Mail::DKIM and OpenDKIM, DNS answered from the records above"
 perl -pe 's/\r?\n?\z/\r\n/' "$dir/signed.eml" > "$dir/signed.crlf.eml"
 if /usr/bin/python3 "$top/tests/verify/dkimpy_verify.py" "$dir/$domain.zone" "$dir/signed.crlf.eml" --expect 2 &&
-   perl "$top/tests/verify/maildkim_verify.pl" "$dir/$domain.zone" "$dir/signed.crlf.eml" --expect 2; then
-  printf '\nVERDICT: PASS - both signatures verify with independent verifiers.\n'
+   perl "$top/tests/verify/maildkim_verify.pl" "$dir/$domain.zone" "$dir/signed.crlf.eml" --expect 2 &&
+   "$top/tests/verify/opendkim_verify.sh" "$dir/$domain.zone" "$dir/signed.crlf.eml"; then
+  printf '\nVERDICT: PASS - each signature verifies with two independent verifiers\n'
+  printf '(Ed25519: dkimpy and OpenDKIM; RSA: dkimpy and Mail::DKIM).\n'
 else
   printf '\nVERDICT: FAIL - see the lines above.\n'
   exit 1
