@@ -7,21 +7,36 @@
 const char *dh_strstatus(int code)
 {
     switch (code) {
-    case DH_OK: return "success";
-    case DH_ENOMEM: return "out of memory";
-    case DH_EINVAL: return "invalid input";
-    case DH_EIO: return "I/O error";
-    case DH_ECONFIG: return "configuration error";
-    case DH_ETOKEN: return "token error";
-    case DH_ENOTFOUND: return "not found";
-    case DH_EPERM: return "permission problem";
-    case DH_EUNSIGNABLE: return "message cannot be signed";
-    case DH_ESTATE: return "not allowed in this state";
-    case DH_EEXIST: return "already exists";
-    case DH_ECRYPTO: return "cryptographic failure";
-    case DH_EDB: return "state database error";
-    case DH_ELOGIN: return "login failed";
-    case DH_EUSAGE: return "usage error";
+    case DH_OK:
+        return "success";
+    case DH_ENOMEM:
+        return "out of memory";
+    case DH_EINVAL:
+        return "invalid input";
+    case DH_EIO:
+        return "I/O error";
+    case DH_ECONFIG:
+        return "configuration error";
+    case DH_ETOKEN:
+        return "token error";
+    case DH_ENOTFOUND:
+        return "not found";
+    case DH_EPERM:
+        return "permission problem";
+    case DH_EUNSIGNABLE:
+        return "message cannot be signed";
+    case DH_ESTATE:
+        return "not allowed in this state";
+    case DH_EEXIST:
+        return "already exists";
+    case DH_ECRYPTO:
+        return "cryptographic failure";
+    case DH_EDB:
+        return "state database error";
+    case DH_ELOGIN:
+        return "login failed";
+    case DH_EUSAGE:
+        return "usage error";
     }
     return "unknown error";
 }
@@ -79,12 +94,17 @@ void dh_err_clear(dh_err *e)
 int dh_err_exit_status(int code)
 {
     switch (code) {
-    case DH_OK: return 0;
+    case DH_OK:
+        return 0;
     case DH_ECONFIG:
-    case DH_EUSAGE: return 2;
+    case DH_EUSAGE:
+        return 2;
     case DH_ETOKEN:
-    case DH_ELOGIN: return 3;
-    case DH_EUNSIGNABLE: return 4;
-    default: return 1;
+    case DH_ELOGIN:
+        return 3;
+    case DH_EUNSIGNABLE:
+        return 4;
+    default:
+        return 1;
     }
 }

@@ -33,8 +33,8 @@ int dh_file_read(const char *path, size_t max, dh_buf *out, dh_err *e)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return dh_err_set(e, errno == ENOENT ? DH_ENOTFOUND : DH_EIO, "%s: cannot open: %s",
-                          path, strerror(errno));
+        return dh_err_set(e, errno == ENOENT ? DH_ENOTFOUND : DH_EIO, "%s: cannot open: %s", path,
+                          strerror(errno));
     int rc = read_fd(fd, path, max, out, e);
     close(fd);
     return rc;
@@ -74,8 +74,7 @@ int dh_file_read_pin(const char *path, dh_buf *pin, dh_err *e)
     return DH_OK;
 }
 
-int dh_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
-                         dh_err *e)
+int dh_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode, dh_err *e)
 {
     dh_buf tmp = {0};
     if (dh_buf_printf(&tmp, "%s.tmpXXXXXX", path) != DH_OK)

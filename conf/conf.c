@@ -22,7 +22,10 @@ struct conf_param {
     int required;
 };
 
-#define P(k, t, field, mn, mx, req) {k, t, offsetof(conf, field), mn, mx, req}
+#define P(k, t, field, mn, mx, req)                                                                \
+    {                                                                                              \
+        k, t, offsetof(conf, field), mn, mx, req                                                   \
+    }
 static const struct conf_param params[] = {
     P("pkcs11_module", T_PATH, pkcs11_module, 0, 0, 1),
     P("token", T_STRING, token, 0, 0, 1),
@@ -82,7 +85,8 @@ int conf_parse_algorithms(const char *s, unsigned *out, dh_err *e)
             n--;
         }
         if (n == 0 || n >= sizeof(word))
-            return dh_err_set(e, DH_EINVAL, "'%s' is not a list of algorithms (rsa, ed25519, both)", s);
+            return dh_err_set(e, DH_EINVAL, "'%s' is not a list of algorithms (rsa, ed25519, both)",
+                              s);
         memcpy(word, p, n);
         word[n] = '\0';
         while (n > 0 && isspace((unsigned char)word[n - 1]))
@@ -246,8 +250,8 @@ static int parse_line(conf *c, char *line, unsigned lineno, int *seen, dh_err *e
         return DH_OK;
     char *eq = strchr(s, '=');
     if (eq == NULL)
-        return dh_err_set(e, DH_ECONFIG, "%s:%u: expected 'key = value', got '%s'", c->path,
-                          lineno, s);
+        return dh_err_set(e, DH_ECONFIG, "%s:%u: expected 'key = value', got '%s'", c->path, lineno,
+                          s);
     *eq = '\0';
     char *key = trim(s), *val = trim(eq + 1);
     const struct conf_param *p = find_param(key);

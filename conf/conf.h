@@ -21,18 +21,18 @@
 #define CONF_ALG_ED25519 (1u << DKIM_ALG_ED25519_SHA256)
 
 typedef struct conf {
-    char *path;             /* the file that was read */
-    char *pkcs11_module;    /* PKCS#11 module (.so) */
-    char *token;            /* pkcs11: URI of the token */
-    char *pin_file;         /* user PIN file, mode 0600 */
-    char *state_dir;        /* SQLite state database lives here */
+    char *path;                            /* the file that was read */
+    char *pkcs11_module;                   /* PKCS#11 module (.so) */
+    char *token;                           /* pkcs11: URI of the token */
+    char *pin_file;                        /* user PIN file, mode 0600 */
+    char *state_dir;                       /* SQLite state database lives here */
     enum dkim_canon hdr_canon, body_canon; /* canonicalization = hdr/body */
-    char *sign_headers;     /* colon-separated names to sign when present */
-    char *oversign_headers; /* names listed once more than they occur */
-    unsigned algorithms;    /* CONF_ALG_* bitmask */
-    unsigned rsa_bits;      /* size for new RSA keys */
-    long long signature_ttl; /* seconds until x=; 0 = no x= */
-    unsigned session_pool;  /* PKCS#11 sessions kept open */
+    char *sign_headers;                    /* colon-separated names to sign when present */
+    char *oversign_headers;                /* names listed once more than they occur */
+    unsigned algorithms;                   /* CONF_ALG_* bitmask */
+    unsigned rsa_bits;                     /* size for new RSA keys */
+    long long signature_ttl;               /* seconds until x=; 0 = no x= */
+    unsigned session_pool;                 /* PKCS#11 sessions kept open */
 } conf;
 
 /* Reads path; when path is NULL, $DKIMHSM_CONF, else CONF_DEFAULT_PATH.

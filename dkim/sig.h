@@ -23,9 +23,9 @@
 
 /* RFC 6376 §5.4.1's recommended set, plus Sender (colon-separated). */
 #define DKIM_DEFAULT_SIGN_HEADERS                                                                  \
-    "from:sender:reply-to:subject:date:message-id:to:cc:mime-version:content-type:"               \
-    "content-transfer-encoding:content-id:content-description:resent-date:resent-from:"          \
-    "resent-sender:resent-to:resent-cc:resent-message-id:in-reply-to:references:list-id:"        \
+    "from:sender:reply-to:subject:date:message-id:to:cc:mime-version:content-type:"                \
+    "content-transfer-encoding:content-id:content-description:resent-date:resent-from:"            \
+    "resent-sender:resent-to:resent-cc:resent-message-id:in-reply-to:references:list-id:"          \
     "list-help:list-unsubscribe:list-subscribe:list-post:list-owner:list-archive"
 /* Over-signed: listed once more than they occur, so one added in transit breaks
  * the signature (RFC 6376 §8.15). */
@@ -61,8 +61,7 @@ int dkim_sig_select_headers(const dkim_hdrs *hdrs, const char *sign, const char 
  * DNS name, x= not after t=, an h= without from or with an empty name, or an
  * i= outside d= (RFC 6376 §3.5). bh= is kept on one line when a line can
  * hold it. */
-int dkim_sig_build(const dkim_sig_params *p, const uint8_t bh[32], dh_buf *field,
-                   dh_err *e) DH_WUR;
+int dkim_sig_build(const dkim_sig_params *p, const uint8_t bh[32], dh_buf *field, dh_err *e) DH_WUR;
 
 /* Appends to out the header hash input of RFC 6376 §3.7 for the field
  * sig_field (a whole DKIM-Signature field, no final CRLF): the header fields
@@ -74,12 +73,12 @@ int dkim_sig_build(const dkim_sig_params *p, const uint8_t bh[32], dh_buf *field
  * dkim_sig_build() made. DH_EINVAL if sig_field is not a DKIM-Signature with
  * v=1, c= valid (or absent), h= containing from. DH_EUNSIGNABLE if a field
  * named in h= is written "Name :". */
-int dkim_sig_hash_input(const dkim_hdrs *hdrs, const uint8_t *sig_field, size_t len,
-                        dh_buf *out, dh_err *e) DH_WUR;
+int dkim_sig_hash_input(const dkim_hdrs *hdrs, const uint8_t *sig_field, size_t len, dh_buf *out,
+                        dh_err *e) DH_WUR;
 
 /* SHA-256 of dkim_sig_hash_input() (what the token signs). */
-int dkim_sig_digest(const dkim_hdrs *hdrs, const uint8_t *sig_field, size_t len,
-                    uint8_t out[32], dh_err *e) DH_WUR;
+int dkim_sig_digest(const dkim_hdrs *hdrs, const uint8_t *sig_field, size_t len, uint8_t out[32],
+                    dh_err *e) DH_WUR;
 
 /* Appends to out: field (which must end in "b=", DH_EINVAL otherwise), then
  * base64(sig) folded so no line exceeds 78 columns, then CRLF. */

@@ -15,6 +15,7 @@
 
 #include <p11-kit/p11-kit.h>
 
+#include "common/hex.h"
 #include "hsm/hsm.h"
 
 struct hsm {
@@ -85,7 +86,6 @@ int hsm_find(hsm_op *op, CK_OBJECT_CLASS cls, const uint8_t *id, size_t idlen,
 int hsm_get_attr(hsm_op *op, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, uint8_t **out,
                  size_t *len);
 int hsm_random_id(hsm_op *op, uint8_t id[HSM_ID_LEN]);
-const char *hsm_hex(const uint8_t *p, size_t n, char *buf, size_t bufsize);
 
 /* DER OID 1.3.101.112 (id-Ed25519), RFC 8410 §3: CKA_EC_PARAMS of our Ed25519 keys. */
 extern const uint8_t hsm_ed25519_oid[5];

@@ -167,10 +167,10 @@ static int key_open_fn(hsm_op *op, void *arg)
         return rc;
     if (n == 0)
         return dh_err_set(op->e, DH_ENOTFOUND, "no private key with id %s on token '%s'",
-                          hsm_hex(k->id, k->idlen, hex, sizeof hex), op->h->label);
+                          dh_hex(k->id, k->idlen, hex, sizeof hex), op->h->label);
     if (n > 1)
         return dh_err_set(op->e, DH_EEXIST, "several private keys with id %s on token '%s'",
-                          hsm_hex(k->id, k->idlen, hex, sizeof hex), op->h->label);
+                          dh_hex(k->id, k->idlen, hex, sizeof hex), op->h->label);
     k->obj = objs[0];
     return describe_key(op, objs[0], k);
 }
@@ -275,7 +275,7 @@ static int destroy_fn(hsm_op *op, void *arg)
     if (rc == DH_OK && count == 0) {
         char hex[2 * 64 + 4];
         rc = dh_err_set(op->e, DH_ENOTFOUND, "no key with id %s on token '%s'",
-                        hsm_hex(d->id, d->idlen, hex, sizeof hex), op->h->label);
+                        dh_hex(d->id, d->idlen, hex, sizeof hex), op->h->label);
     }
     return rc;
 }

@@ -74,13 +74,3 @@ int hsm_random_id(hsm_op *op, uint8_t id[HSM_ID_LEN])
         memcpy(id, tmp, HSM_ID_LEN);
     return rc;
 }
-
-const char *hsm_hex(const uint8_t *p, size_t n, char *buf, size_t bufsize)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 3 <= bufsize; i++, o += 2)
-        snprintf(buf + o, 3, "%02x", p[i]);
-    if (bufsize > 0)
-        buf[o < bufsize ? o : bufsize - 1] = '\0';
-    return buf;
-}

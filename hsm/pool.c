@@ -100,6 +100,17 @@ int hsm_session_get(hsm *h, CK_SESSION_HANDLE *out, dh_err *e)
     return rc;
 }
 
+/* Closes every idle session; called with h->mu held. */
+static void drop_idle(hsm *h)
+{
+    for (unsigned i = 0; i < h->nidle; i++) {
+        hsm_op op = {.h = h, .s = h->idle[i]};
+        (void)P11(&op, C_CloseSession, h->idle[i]);
+    }
+    h->nopen -= h->nidle;
+    h->nidle = 0;
+}
+
 void hsm_session_put(hsm *h, CK_SESSION_HANDLE s, int broken)
 {
     if (broken) {
@@ -108,23 +119,26 @@ void hsm_session_put(hsm *h, CK_SESSION_HANDLE s, int broken)
         (void)P11(&op, C_CloseSession, s);
     }
     pthread_mutex_lock(&h->mu);
-    if (broken)
+    if (broken) {
+        /* What loses one session (a logout, a removed or reset token) has
+         * usually lost them all: drop the idle ones too, so the single retry
+         * gets a fresh session instead of another dead one. */
         h->nopen--;
-    else
+        drop_idle(h);
+        pthread_cond_broadcast(&h->cv);
+    } else {
         h->idle[h->nidle++] = s;
-    pthread_cond_signal(&h->cv);
+        pthread_cond_signal(&h->cv);
+    }
     pthread_mutex_unlock(&h->mu);
 }
 
 void hsm_pool_destroy(hsm *h)
 {
-    for (unsigned i = 0; i < h->nidle; i++) {
-        hsm_op op = {.h = h, .s = h->idle[i]};
-        (void)P11(&op, C_CloseSession, h->idle[i]);
-    }
+    drop_idle(h);
     free(h->idle);
     h->idle = NULL;
-    h->nidle = h->nopen = 0;
+    h->nopen = 0;
 }
 
 static CK_OBJECT_HANDLE key_obj(hsm_key *k)
@@ -147,7 +161,7 @@ static int key_refind(hsm_op *op, hsm_key *k)
     if (rc == DH_OK && n == 0) {
         char hex[2 * 64 + 4];
         rc = dh_err_set(op->e, DH_ENOTFOUND, "private key id %s is no longer on token '%s'",
-                        hsm_hex(k->id, k->idlen, hex, sizeof hex), op->h->label);
+                        dh_hex(k->id, k->idlen, hex, sizeof hex), op->h->label);
     }
     if (rc != DH_OK)
         return rc;

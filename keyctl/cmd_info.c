@@ -14,8 +14,7 @@
 /* Only --json is accepted; returns 1 if given, <0 on a bad option. */
 static int json_flag(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
     int ch, json = 0;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (ch != 'j')
@@ -179,8 +178,8 @@ int kc_cmd_list(kc_ctx *c, int argc, char **argv, dh_err *e)
     return rc;
 }
 
-static int dns_rows(kc_ctx *c, const char *domain, const char *selector, ks_selector **l,
-                    size_t *n, dh_err *e)
+static int dns_rows(kc_ctx *c, const char *domain, const char *selector, ks_selector **l, size_t *n,
+                    dh_err *e)
 {
     if (selector == NULL) {
         int rc = ks_list(c->store, domain, l, n, e);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/hex.h"
 #include "dkim/b64.h"
 #include "keyctl/keyctl.h"
 
@@ -42,16 +43,10 @@ static int names(kc_ctx *c, int argc, char **argv, struct key_args *a, dh_err *e
     rc = ks_get(c->store, a->domain, a->selector, &old, NULL);
     if (rc == DH_OK) {
         ks_selector_clear(&old);
-        return dh_err_set(e, DH_EEXIST, "selector %s for %s already exists (state %s)",
-                          a->selector, a->domain, ks_state_name(old.state));
+        return dh_err_set(e, DH_EEXIST, "selector %s for %s already exists (state %s)", a->selector,
+                          a->domain, ks_state_name(old.state));
     }
     return rc == DH_ENOTFOUND ? DH_OK : dh_err_set(e, rc, "state database lookup failed");
-}
-
-static void hex_id(const uint8_t id[HSM_ID_LEN], char out[2 * HSM_ID_LEN + 1])
-{
-    for (size_t i = 0; i < HSM_ID_LEN; i++)
-        snprintf(out + 2 * i, 3, "%02x", id[i]);
 }
 
 /* Reads the public key back from the token and inserts the row. */
@@ -62,7 +57,7 @@ static int record_key(kc_ctx *c, const struct key_args *a, const uint8_t id[HSM_
     hsm_key *key = NULL;
     dh_buf pub = {0}, b64 = {0};
     char idhex[2 * HSM_ID_LEN + 1];
-    hex_id(id, idhex);
+    dh_hex(id, HSM_ID_LEN, idhex, sizeof(idhex));
     int rc = hsm_key_open(c->token, id, HSM_ID_LEN, &key, e);
     if (rc == DH_OK)
         rc = hsm_key_public(c->token, key, &pub, e);
@@ -71,11 +66,17 @@ static int record_key(kc_ctx *c, const struct key_args *a, const uint8_t id[HSM_
     long long now = (long long)time(NULL);
     if (rc == DH_OK)
         *row = (ks_selector){
-            .domain = a->domain, .selector = a->selector,
+            .domain = a->domain,
+            .selector = a->selector,
             .alg = hsm_key_type(key) == HSM_KEY_ED25519 ? DKIM_ALG_ED25519_SHA256
                                                         : DKIM_ALG_RSA_SHA256,
-            .bits = hsm_key_bits(key), .key_id = idhex, .public_key = (char *)b64.data,
-            .custody = custody, .state = KS_CREATED, .created = now, .state_changed = now,
+            .bits = hsm_key_bits(key),
+            .key_id = idhex,
+            .public_key = (char *)b64.data,
+            .custody = custody,
+            .state = KS_CREATED,
+            .created = now,
+            .state_changed = now,
         };
     if (rc == DH_OK)
         rc = ks_insert(c->store, row, e);
@@ -130,8 +131,10 @@ static int parse_create_opts(int argc, char **argv, struct key_args *a, unsigned
             return dh_err_set(e, DH_EINVAL, "%s", "");
     }
     if (a->alg == DKIM_ALG_RSA_SHA256 && a->bits < 1024)
-        return dh_err_set(e, DH_EINVAL, "--bits %u: RSA keys below 1024 bits are refused "
-                          "(RFC 8301)", a->bits);
+        return dh_err_set(e, DH_EINVAL,
+                          "--bits %u: RSA keys below 1024 bits are refused "
+                          "(RFC 8301)",
+                          a->bits);
     return DH_OK;
 }
 
@@ -146,7 +149,8 @@ int kc_cmd_create(kc_ctx *c, int argc, char **argv, dh_err *e)
     if (rc == DH_OK)
         rc = names(c, argc, argv, &a, e);
     if (rc == DH_OK && a.alg == DKIM_ALG_RSA_SHA256 && hsm_rsa_bits_warning(a.bits))
-        fprintf(stderr, "dkim-keyctl: warning: %u-bit RSA key: %s\n", a.bits, hsm_rsa_bits_warning(a.bits));
+        fprintf(stderr, "dkim-keyctl: warning: %u-bit RSA key: %s\n", a.bits,
+                hsm_rsa_bits_warning(a.bits));
     if (rc == DH_OK)
         rc = kc_token(c, e);
     if (rc == DH_OK && label(&a, &lbl) != DH_OK)
@@ -186,7 +190,8 @@ int kc_cmd_import(kc_ctx *c, int argc, char **argv, dh_err *e)
     if (rc == DH_OK)
         rc = hsm_import_pem(c->token, a.pem, (const char *)lbl.data, id, &type, &bits, e);
     if (rc == DH_OK && type == HSM_KEY_RSA && hsm_rsa_bits_warning(bits))
-        fprintf(stderr, "dkim-keyctl: warning: %u-bit RSA key: %s\n", bits, hsm_rsa_bits_warning(bits));
+        fprintf(stderr, "dkim-keyctl: warning: %u-bit RSA key: %s\n", bits,
+                hsm_rsa_bits_warning(bits));
     if (rc == DH_OK)
         rc = finish(c, &a, id, KS_IMPORTED, e);
     dh_buf_free(&lbl);

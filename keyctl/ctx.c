@@ -20,8 +20,10 @@ int kc_token(kc_ctx *c, dh_err *e)
     int rc = kc_conf(c, e);
     if (rc != DH_OK || c->token)
         return rc;
-    hsm_config hc = {.module = c->cf->pkcs11_module, .token_uri = c->cf->token,
-                     .pin_file = c->cf->pin_file, .pool_size = 1};
+    hsm_config hc = {.module = c->cf->pkcs11_module,
+                     .token_uri = c->cf->token,
+                     .pin_file = c->cf->pin_file,
+                     .pool_size = 1};
     return hsm_open(&hc, &c->token, e);
 }
 

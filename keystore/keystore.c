@@ -34,8 +34,8 @@ static const char *const migrations[] = {
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
-static const char *const state_names[] = {"created", "published", "active",
-                                          "retiring", "revoked", "destroyed"};
+static const char *const state_names[] = {"created",  "published", "active",
+                                          "retiring", "revoked",   "destroyed"};
 
 const char *ks_state_name(enum ks_state s)
 {
@@ -59,8 +59,7 @@ const char *ks_custody_name(enum ks_custody c)
 
 static int db_err(ks *k, dh_err *e, const char *what)
 {
-    return dh_err_set(e, DH_EDB, "state database %s: %s: %s", k->path, what,
-                      sqlite3_errmsg(k->db));
+    return dh_err_set(e, DH_EDB, "state database %s: %s: %s", k->path, what, sqlite3_errmsg(k->db));
 }
 
 int ks_schema_version(ks *k)
@@ -170,8 +169,7 @@ int ks_insert(ks *k, const ks_selector *s, dh_err *e)
     int step = sqlite3_step(st);
     int rc = DH_OK;
     if (step == SQLITE_CONSTRAINT)
-        rc = dh_err_set(e, DH_EEXIST, "selector %s for %s already exists", s->selector,
-                        s->domain);
+        rc = dh_err_set(e, DH_EEXIST, "selector %s for %s already exists", s->selector, s->domain);
     else if (step != SQLITE_DONE)
         rc = db_err(k, e, "insert");
     sqlite3_finalize(st);
@@ -192,7 +190,7 @@ int ks_delete(ks *k, const char *domain, const char *selector, dh_err *e)
 }
 
 #define SELECT_COLS                                                                                \
-    "SELECT domain, selector, algorithm, bits, key_id, public_key, custody, state, created,"      \
+    "SELECT domain, selector, algorithm, bits, key_id, public_key, custody, state, created,"       \
     " state_changed FROM selectors "
 
 static char *col_text(sqlite3_stmt *st, int i)
@@ -214,7 +212,7 @@ static int read_row(ks *k, sqlite3_stmt *st, ks_selector *s, dh_err *e)
     }
     s->bits = (unsigned)sqlite3_column_int(st, 3);
     s->custody = strcmp((const char *)sqlite3_column_text(st, 6), "imported") == 0 ? KS_IMPORTED
-                                                                                  : KS_GENERATED;
+                                                                                   : KS_GENERATED;
     s->created = sqlite3_column_int64(st, 8);
     s->state_changed = sqlite3_column_int64(st, 9);
     if (dkim_alg_parse((const char *)sqlite3_column_text(st, 2), &s->alg, NULL) != DH_OK ||
@@ -228,8 +226,8 @@ static int read_row(ks *k, sqlite3_stmt *st, ks_selector *s, dh_err *e)
 int ks_get(ks *k, const char *domain, const char *selector, ks_selector *out, dh_err *e)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(k->db, SELECT_COLS "WHERE domain = ? AND selector = ?", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(k->db, SELECT_COLS "WHERE domain = ? AND selector = ?", -1, &st, NULL) !=
+        SQLITE_OK)
         return db_err(k, e, "select");
     sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, selector, -1, SQLITE_STATIC);
@@ -326,8 +324,8 @@ int ks_normalize_name(const char *name, const char *what, char **out, dh_err *e)
         if (!label_ok(p, n)) {
             free(s);
             return dh_err_set(e, DH_EINVAL,
-                              "%s '%s': not a DNS name (labels of letters, digits, '-', '_')",
-                              what, name);
+                              "%s '%s': not a DNS name (labels of letters, digits, '-', '_')", what,
+                              name);
         }
         p += n + (p[n] == '.');
     }

@@ -52,24 +52,39 @@ static void usage(FILE *f)
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"domain", required_argument, NULL, 'd'},
-        {"selector", required_argument, NULL, 's'}, {"alg", required_argument, NULL, 'a'},
-        {"canon", required_argument, NULL, 'C'},  {"headers", required_argument, NULL, 'H'},
-        {"timestamp", required_argument, NULL, 'T'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"domain", required_argument, NULL, 'd'},
+                                             {"selector", required_argument, NULL, 's'},
+                                             {"alg", required_argument, NULL, 'a'},
+                                             {"canon", required_argument, NULL, 'C'},
+                                             {"headers", required_argument, NULL, 'H'},
+                                             {"timestamp", required_argument, NULL, 'T'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof(*o));
     o->timestamp = -1;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:d:s:a:h", longopts, NULL)) != -1) {
         char *end;
         switch (ch) {
-        case 'c': o->config = optarg; break;
-        case 'd': o->domain = optarg; break;
-        case 's': o->selector = optarg; break;
-        case 'a': o->alg = optarg; break;
-        case 'C': o->canon = optarg; break;
-        case 'H': o->headers = optarg; break;
+        case 'c':
+            o->config = optarg;
+            break;
+        case 'd':
+            o->domain = optarg;
+            break;
+        case 's':
+            o->selector = optarg;
+            break;
+        case 'a':
+            o->alg = optarg;
+            break;
+        case 'C':
+            o->canon = optarg;
+            break;
+        case 'H':
+            o->headers = optarg;
+            break;
         case 'T':
             o->timestamp = strtoll(optarg, &end, 10);
             if (*optarg == '\0' || *end != '\0' || o->timestamp < 0) {
@@ -77,8 +92,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                 return 2;
             }
             break;
-        case 'h': usage(stdout); return 1;
-        default: usage(stderr); return 2;
+        case 'h':
+            usage(stdout);
+            return 1;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind != argc) {
@@ -171,19 +190,24 @@ static int sign_with(struct job *j, const struct opts *o, const ks_selector *s,
     if (rc == DH_OK)
         rc = hsm_key_open(j->token, id, sizeof(id), &key, e);
     if (rc == DH_OK && s->alg == DKIM_ALG_RSA_SHA256 && hsm_rsa_bits_warning(s->bits))
-        fprintf(stderr, "dkimhsm-sign: warning: s=%s is a %u-bit RSA key: %s\n", s->selector, s->bits,
-                hsm_rsa_bits_warning(s->bits));
+        fprintf(stderr, "dkimhsm-sign: warning: s=%s is a %u-bit RSA key: %s\n", s->selector,
+                s->bits, hsm_rsa_bits_warning(s->bits));
     if (rc == DH_OK && o->headers)
         rc = dh_buf_puts(&hlist, o->headers);
     else if (rc == DH_OK)
-        rc = dkim_sig_select_headers(hdrs, j->cf->sign_headers, j->cf->oversign_headers, &hlist,
-                                     e);
+        rc = dkim_sig_select_headers(hdrs, j->cf->sign_headers, j->cf->oversign_headers, &hlist, e);
     long long t = o->timestamp >= 0 ? o->timestamp : (long long)time(NULL);
     dkim_sig_params p = {
-        .alg = s->alg, .hdr_canon = j->hc, .body_canon = j->bc, .domain = j->domain,
-        .selector = s->selector, .identity = NULL, .timestamp = t,
+        .alg = s->alg,
+        .hdr_canon = j->hc,
+        .body_canon = j->bc,
+        .domain = j->domain,
+        .selector = s->selector,
+        .identity = NULL,
+        .timestamp = t,
         .expire = j->cf->signature_ttl > 0 ? t + j->cf->signature_ttl : -1,
-        .body_length = -1, .header_list = (const char *)hlist.data,
+        .body_length = -1,
+        .header_list = (const char *)hlist.data,
     };
     if (rc == DH_OK)
         rc = signer_sign(j->token, key, hdrs, &p, bh, &j->sigs, e);
@@ -198,8 +222,10 @@ static int sign_all(struct job *j, const struct opts *o, dh_err *e)
     int rc = dkim_body_final(j->body, bh, NULL);
     if (rc != DH_OK)
         return dh_err_set(e, rc, "body hash failed");
-    hsm_config hc = {.module = j->cf->pkcs11_module, .token_uri = j->cf->token,
-                     .pin_file = j->cf->pin_file, .pool_size = 1};
+    hsm_config hc = {.module = j->cf->pkcs11_module,
+                     .token_uri = j->cf->token,
+                     .pin_file = j->cf->pin_file,
+                     .pool_size = 1};
     rc = hsm_open(&hc, &j->token, e);
     for (size_t i = 0; rc == DH_OK && i < j->nkeys; i++)
         rc = sign_with(j, o, &j->keys[i], bh, e);

@@ -1,5 +1,7 @@
 #include "sign/signer.h"
 
+#include "common/hex.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,8 +37,8 @@ static int choose_one(ks *k, const char *domain, const char *selector, unsigned 
         return dh_err_set(e, DH_ENOMEM, "out of memory");
     int rc = ks_get(k, domain, selector, s, e);
     if (rc == DH_OK && !signer_state_can_sign(s->state))
-        rc = dh_err_set(e, DH_ESTATE, "selector %s for %s is %s and cannot sign", selector,
-                        domain, ks_state_name(s->state));
+        rc = dh_err_set(e, DH_ESTATE, "selector %s for %s is %s and cannot sign", selector, domain,
+                        ks_state_name(s->state));
     if (rc == DH_OK && algs_explicit && !(algs & (1u << s->alg)))
         rc = dh_err_set(e, DH_EINVAL, "selector %s for %s holds an %s key, not the one asked for",
                         selector, domain, dkim_alg_keytype(s->alg));
@@ -75,8 +77,10 @@ int signer_choose_keys(ks *k, const char *domain, const char *selector, unsigned
                             dkim_alg_keytype(order[i]));
     }
     if (rc == DH_OK && nchosen == 0)
-        rc = dh_err_set(e, DH_ENOTFOUND, "domain %s has no usable key (create one with "
-                        "dkim-keyctl create %s SELECTOR)", domain, domain);
+        rc = dh_err_set(e, DH_ENOTFOUND,
+                        "domain %s has no usable key (create one with "
+                        "dkim-keyctl create %s SELECTOR)",
+                        domain, domain);
     if (rc == DH_OK && (chosen = calloc(nchosen, sizeof(*chosen))) == NULL)
         rc = dh_err_set(e, DH_ENOMEM, "out of memory");
     for (size_t i = 0; rc == DH_OK && i < nchosen; i++) {
@@ -93,29 +97,11 @@ int signer_choose_keys(ks *k, const char *domain, const char *selector, unsigned
     return DH_OK;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int signer_key_id(const ks_selector *s, uint8_t id[HSM_ID_LEN], dh_err *e)
 {
-    if (strlen(s->key_id) != 2 * HSM_ID_LEN)
+    if (dh_unhex(s->key_id, id, HSM_ID_LEN) != DH_OK)
         return dh_err_set(e, DH_EDB, "selector %s for %s: key id '%s' is not %d hex bytes",
                           s->selector, s->domain, s->key_id, HSM_ID_LEN);
-    for (size_t i = 0; i < HSM_ID_LEN; i++) {
-        int hi = hexval(s->key_id[2 * i]), lo = hexval(s->key_id[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return dh_err_set(e, DH_EDB, "selector %s for %s: key id '%s' is not hex",
-                              s->selector, s->domain, s->key_id);
-        id[i] = (uint8_t)(hi << 4 | lo);
-    }
     return DH_OK;
 }
 

@@ -17,7 +17,7 @@ set(HSM_TEST_ENV_FAST
     "LSAN_OPTIONS=suppressions=${HSM_TESTS_DIR}/lsan.supp:print_suppressions=0")
 
 set(HSM_CASES generate_rsa generate_ed25519 rsa_sizes custody import import_refused
-    import_rfc8463 wrong_pin missing_token pin_mode threads session_loss destroy uri ckr_name)
+    import_rfc8463 wrong_pin missing_token pin_mode threads session_loss session_loss_warm_pool destroy uri ckr_name)
 foreach(case IN LISTS HSM_CASES)
   add_test(NAME hsm.${case} COMMAND ${WITH_TOKEN} -- $<TARGET_FILE:test_hsm> ${case})
 endforeach()

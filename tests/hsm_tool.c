@@ -15,6 +15,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/hex.h"
 #include "hsm/hsm.h"
 
 static int usage(void)
@@ -26,18 +27,13 @@ static int usage(void)
     return 2;
 }
 
+/* Whole hex string into out (at most max bytes). */
 static int unhex(const char *s, uint8_t *out, size_t max, size_t *len)
 {
-    size_t n = strlen(s);
-    if (n % 2 != 0 || n / 2 > max)
+    size_t n = strlen(s) / 2;
+    if (n > max || dh_unhex(s, out, n) != DH_OK)
         return -1;
-    for (size_t i = 0; i < n / 2; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
-    *len = n / 2;
+    *len = n;
     return 0;
 }
 

@@ -7,7 +7,7 @@
 #include "conf/conf.h"
 #include "tests/lib/check.h"
 
-static char dir[] = "/tmp/dkimhsm-conf.XXXXXX";
+static const char *dir;
 
 static char *write_conf(const char *name, const char *text)
 {
@@ -19,8 +19,9 @@ static char *write_conf(const char *name, const char *text)
     return path;
 }
 
-#define BASE "pkcs11_module = /usr/lib/softhsm/libsofthsm2.so\ntoken = pkcs11:token=dkim\n" \
-             "pin_file = pin\nstate_dir = /var/lib/dkimhsm\n"
+#define BASE                                                                                       \
+    "pkcs11_module = /usr/lib/softhsm/libsofthsm2.so\ntoken = pkcs11:token=dkim\n"                 \
+    "pin_file = pin\nstate_dir = /var/lib/dkimhsm\n"
 
 static void test_defaults_and_relative_paths(void)
 {
@@ -47,9 +48,9 @@ static void test_values(void)
     conf *c = NULL;
     dh_err e = {0};
     CHECK_OK(conf_load(write_conf("b.conf", BASE "canonicalization = simple/relaxed\n"
-                                            "algorithms = ed25519\nrsa_bits = 3072\n"
-                                            "signature_ttl = 7d\n"
-                                            "sign_headers = From : To:Subject\n"),
+                                                 "algorithms = ed25519\nrsa_bits = 3072\n"
+                                                 "signature_ttl = 7d\n"
+                                                 "sign_headers = From : To:Subject\n"),
                        &c, &e));
     if (c == NULL)
         return;
@@ -109,7 +110,7 @@ static void test_env(void)
 
 int main(int argc, char **argv)
 {
-    if (mkdtemp(dir) == NULL)
+    if ((dir = check_tmpdir()) == NULL)
         return 1;
     static const struct check_case cases[] = {
         {"defaults_and_relative_paths", test_defaults_and_relative_paths},
@@ -118,10 +119,5 @@ int main(int argc, char **argv)
         {"missing_file", test_missing_file},
         {"env", test_env},
         {NULL, NULL}};
-    int rc = check_run(argc, argv, cases);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        rc = 1;
-    return rc;
+    return check_run(argc, argv, cases);
 }

@@ -734,6 +734,28 @@ out:
     hsm_close(h);
 }
 
+/* A pool warmed to several sessions, all of which die at once: the retry must
+ * get a fresh session, not the next dead idle one. */
+static void test_session_loss_warm_pool(void)
+{
+    hsm *h = open_token();
+    uint8_t id[HSM_ID_LEN];
+    hsm_key *k = h ? gen_key(h, HSM_KEY_RSA, 2048, "rsa", id) : NULL;
+    struct raw r;
+    if (k == NULL || !raw_open(&r, 0)) {
+        CHECK(!"setup");
+        goto out;
+    }
+    (void)sign_storm(h, k); /* THREADS > pool size: every pooled session gets opened */
+    CHECK_EQ_INT(r.f->C_CloseAllSessions(r.slot), CKR_OK);
+    CHECK(sign_verifies(h, k, "first signature after every pooled session died"));
+    CHECK(sign_verifies(h, k, "second signature after every pooled session died"));
+    raw_close(&r);
+out:
+    hsm_key_free(k);
+    hsm_close(h);
+}
+
 static void test_destroy(void)
 {
     hsm *h = open_token();
@@ -886,6 +908,7 @@ int main(int argc, char **argv)
         {"pin_mode", test_pin_mode},
         {"threads", test_threads},
         {"session_loss", test_session_loss},
+        {"session_loss_warm_pool", test_session_loss_warm_pool},
         {"destroy", test_destroy},
         {"uri", test_uri},
         {"ckr_name", test_ckr_name},

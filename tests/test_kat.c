@@ -28,7 +28,8 @@ static int skipped;
 static size_t first_field_len(const uint8_t *p, size_t len)
 {
     for (size_t i = 0; i + 1 < len; i++)
-        if (p[i] == '\r' && p[i + 1] == '\n' && (i + 2 >= len || (p[i + 2] != ' ' && p[i + 2] != '\t')))
+        if (p[i] == '\r' && p[i + 1] == '\n' &&
+            (i + 2 >= len || (p[i + 2] != ' ' && p[i + 2] != '\t')))
             return i;
     return len;
 }
@@ -38,7 +39,8 @@ static void tag_value(const uint8_t *field, size_t len, const char *tag, dh_buf 
 {
     const uint8_t *colon = memchr(field, ':', len);
     dkim_tags *t = NULL;
-    if (colon == NULL || dkim_tags_parse((const char *)colon + 1, len - (size_t)(colon + 1 - field), &t, NULL) != DH_OK)
+    if (colon == NULL || dkim_tags_parse((const char *)colon + 1, len - (size_t)(colon + 1 - field),
+                                         &t, NULL) != DH_OK)
         return;
     const char *v = dkim_tags_get(t, tag, NULL);
     for (; v && *v; v++)

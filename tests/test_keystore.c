@@ -7,15 +7,21 @@
 #include "keystore/keystore.h"
 #include "tests/lib/check.h"
 
-static char dir[] = "/tmp/dkimhsm-ks.XXXXXX";
+static const char *dir;
 
 static ks_selector row(const char *domain, const char *sel, const char *id, enum dkim_alg alg,
                        long long created)
 {
-    return (ks_selector){.domain = (char *)domain, .selector = (char *)sel, .alg = alg,
-                         .bits = alg == DKIM_ALG_RSA_SHA256 ? 2048 : 256, .key_id = (char *)id,
-                         .public_key = "AAAA", .custody = KS_GENERATED, .state = KS_CREATED,
-                         .created = created, .state_changed = created};
+    return (ks_selector){.domain = (char *)domain,
+                         .selector = (char *)sel,
+                         .alg = alg,
+                         .bits = alg == DKIM_ALG_RSA_SHA256 ? 2048 : 256,
+                         .key_id = (char *)id,
+                         .public_key = "AAAA",
+                         .custody = KS_GENERATED,
+                         .state = KS_CREATED,
+                         .created = created,
+                         .state_changed = created};
 }
 
 static void test_insert_get_list(void)
@@ -105,16 +111,11 @@ static void test_names(void)
 
 int main(int argc, char **argv)
 {
-    if (mkdtemp(dir) == NULL)
+    if ((dir = check_tmpdir()) == NULL)
         return 1;
     static const struct check_case cases[] = {{"insert_get_list", test_insert_get_list},
                                               {"newer_schema_refused", test_newer_schema_refused},
                                               {"names", test_names},
                                               {NULL, NULL}};
-    int rc = check_run(argc, argv, cases);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        rc = 1;
-    return rc;
+    return check_run(argc, argv, cases);
 }

@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int check_failures;
 
@@ -101,4 +103,32 @@ int check_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+static char tmpdir[] = "/tmp/dkimhsm-check.XXXXXX";
+static int tmpdir_made;
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void remove_tmpdir(void)
+{
+    if (nftw(tmpdir, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+const char *check_tmpdir(void)
+{
+    if (!tmpdir_made) {
+        if (mkdtemp(tmpdir) == NULL)
+            return NULL;
+        tmpdir_made = 1;
+        atexit(remove_tmpdir);
+    }
+    return tmpdir;
 }

@@ -35,6 +35,9 @@ int check_run(int argc, char **argv, const struct check_case *cases);
 /* Reads a test data file into a malloc'ed buffer (NUL-terminated); NULL and a
  * message when it cannot. */
 uint8_t *check_slurp(const char *path, size_t *len);
+/* A fresh temporary directory for this test process, removed with all it
+ * holds when the process exits. Returns its path (static), NULL on failure. */
+const char *check_tmpdir(void);
 /* 1 when path exists (used to skip cleanly when ../shared is absent). */
 int check_exists(const char *path);
 
