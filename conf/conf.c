@@ -12,7 +12,7 @@
 #include "common/file.h"
 #include "dkim/sig.h"
 
-enum conf_type { T_PATH, T_STRING, T_UINT, T_CANON, T_ALGS, T_HEADERS, T_DURATION };
+enum conf_type { T_PATH, T_STRING, T_UINT, T_CANON, T_ALGS, T_HEADERS, T_DURATION, T_FAILURE, T_LOG };
 
 struct conf_param {
     const char *key;
@@ -38,6 +38,18 @@ static const struct conf_param params[] = {
     P("rsa_bits", T_UINT, rsa_bits, 1024, 8192, 0),
     P("signature_ttl", T_DURATION, signature_ttl, 0, 366LL * 86400, 0),
     P("session_pool", T_UINT, session_pool, 1, 256, 0),
+    P("agent_socket", T_PATH, agent_socket, 0, 0, 0),
+    P("agent_allow", T_STRING, agent_allow, 0, 0, 0),
+    P("http_listen", T_STRING, http_listen, 0, 0, 0),
+    P("workers", T_UINT, workers, 0, 256, 0),
+    P("batch_limit", T_UINT, batch_limit, 1, 1024, 0),
+    P("queue_limit", T_UINT, queue_limit, 1, 1000000, 0),
+    P("user", T_STRING, user, 0, 0, 0),
+    P("signing_table", T_STRING, signing_table, 0, 0, 0),
+    P("fallback_domain", T_STRING, fallback_domain, 0, 0, 0),
+    P("milter_socket", T_STRING, milter_socket, 0, 0, 0),
+    P("on_failure", T_FAILURE, on_failure_accept, 0, 0, 0),
+    P("log", T_LOG, log, 0, 0, 0),
 };
 #undef P
 #define NPARAMS (sizeof(params) / sizeof(params[0]))
@@ -52,7 +64,11 @@ static int set_defaults(conf *c)
     c->rsa_bits = 2048;
     c->signature_ttl = 0;
     c->session_pool = 4;
-    return c->sign_headers && c->oversign_headers ? DH_OK : DH_ENOMEM;
+    c->workers = 0;
+    c->batch_limit = 32;
+    c->queue_limit = 4096;
+    c->log = strdup("stderr");
+    return c->sign_headers && c->oversign_headers && c->log ? DH_OK : DH_ENOMEM;
 }
 
 void conf_free(conf *c)
@@ -66,6 +82,14 @@ void conf_free(conf *c)
     free(c->state_dir);
     free(c->sign_headers);
     free(c->oversign_headers);
+    free(c->agent_socket);
+    free(c->agent_allow);
+    free(c->http_listen);
+    free(c->user);
+    free(c->signing_table);
+    free(c->fallback_domain);
+    free(c->milter_socket);
+    free(c->log);
     free(c);
 }
 
@@ -208,6 +232,15 @@ static int set_param(conf *c, const struct conf_param *p, const char *v, dh_err 
         return conf_parse_algorithms(v, (unsigned *)field, e);
     case T_HEADERS:
         return parse_headers(v, (char **)field, e);
+    case T_FAILURE:
+        if (strcmp(v, "tempfail") != 0 && strcmp(v, "accept") != 0)
+            return dh_err_set(e, DH_EINVAL, "'%s' is neither tempfail nor accept", v);
+        *(int *)field = strcmp(v, "accept") == 0;
+        return DH_OK;
+    case T_LOG:
+        if (strcmp(v, "stderr") != 0 && strcmp(v, "syslog") != 0)
+            return dh_err_set(e, DH_EINVAL, "'%s' is neither stderr nor syslog", v);
+        return set_param(c, &(struct conf_param){p->key, T_STRING, p->offset, 0, 0, 0}, v, e);
     case T_DURATION: {
         long long d;
         int rc = conf_parse_duration(v, &d, e);
