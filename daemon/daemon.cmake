@@ -1,1 +1,8 @@
-# filled in with the part
+add_library(dh_daemon STATIC keyset.c policy.c handler.c server.c httpd.c)
+target_link_libraries(dh_daemon PUBLIC dh_workers dh_metrics dh_proto dh_signer dh_keystore
+                      dh_conf PkgConfig::LIBEVENT PkgConfig::CRYPTO)
+
+add_executable(dkimhsmd dkimhsmd.c)
+target_link_libraries(dkimhsmd PRIVATE dh_daemon)
+set_target_properties(dkimhsmd PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+install(TARGETS dkimhsmd RUNTIME DESTINATION sbin)

@@ -31,7 +31,11 @@ int mx_histogram(mx *m, const char *name, const char *help, const double *bounds
 
 /* Updates; labels may be NULL or "" for the unlabelled series. An unknown
  * name is a programming error: it is ignored (and counted in
- * dkimhsm_metrics_errors_total) rather than crashing a signing daemon. */
+ * dkimhsm_metrics_errors_total) rather than crashing a signing daemon. So is
+ * an update of the wrong type (mx_inc: counter or gauge; mx_set: gauge;
+ * mx_observe: histogram), a negative counter step, label text that is not
+ * `name="value",...` with no `"`, `\` or newline in a value, or a family's
+ * 1001st series. */
 void mx_inc(mx *m, const char *name, const char *labels, double by);
 void mx_set(mx *m, const char *name, const char *labels, double value);
 void mx_observe(mx *m, const char *name, const char *labels, double value);
@@ -40,7 +44,8 @@ void mx_observe(mx *m, const char *name, const char *labels, double value);
  * with _bucket{le=...}, _sum, _count) to out. */
 int mx_render(mx *m, dh_buf *out) DH_WUR;
 
-/* Value of a counter or gauge series (0 when absent); for tests. */
+/* Value of a counter or gauge series, _count of a histogram series (0 when
+ * absent); for tests. */
 double mx_value(mx *m, const char *name, const char *labels);
 
 #endif

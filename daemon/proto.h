@@ -4,7 +4,9 @@
  * client and a fuzzer.
  *
  * Decoded messages are views: their pointers point into the frame buffer the
- * caller passed and live as long as it does. Strings are not NUL-terminated.
+ * caller passed and live as long as it does. Strings are not NUL-terminated,
+ * and hold no NUL byte (the decoder refuses a str with one), so each can be
+ * copied into a C string without changing its meaning.
  */
 #ifndef DAEMON_PROTO_H
 #define DAEMON_PROTO_H
@@ -51,9 +53,9 @@ typedef struct ap_selector {
 
 typedef struct ap_lookup_reply {
     uint8_t status;
-    ap_str domain;  /* status OK */
-    ap_str reason;  /* status not OK */
-    size_t count;   /* status OK: 1..AP_MAX_LOOKUP */
+    ap_str domain; /* status OK */
+    ap_str reason; /* status not OK */
+    size_t count;  /* status OK: 1..AP_MAX_LOOKUP */
     ap_selector sel[AP_MAX_LOOKUP];
 } ap_lookup_reply;
 
@@ -69,12 +71,12 @@ typedef struct ap_msg {
     uint8_t type;
     uint32_t id;
     union {
-        ap_sign sign;           /* AP_SIGN */
-        ap_str lookup_domain;   /* AP_LOOKUP */
+        ap_sign sign;         /* AP_SIGN */
+        ap_str lookup_domain; /* AP_LOOKUP */
         ap_sign_reply sign_reply;
         ap_lookup_reply lookup_reply;
-        uint8_t pong_status;    /* AP_PONG */
-        ap_str error_reason;    /* AP_ERROR */
+        uint8_t pong_status; /* AP_PONG */
+        ap_str error_reason; /* AP_ERROR */
     } u;
 } ap_msg;
 
@@ -90,7 +92,10 @@ int ap_frame_size(const uint8_t *buf, size_t len, size_t *frame_len, dh_err *e) 
 int ap_decode(const uint8_t *frame, size_t frame_len, ap_msg *out, uint32_t *id_out,
               dh_err *e) DH_WUR;
 
-/* Encoders append one whole frame to out. */
+/* Encoders append one whole frame to out. They refuse (DH_EINVAL, out
+ * unchanged) whatever ap_decode would refuse: a name over AP_MAX_NAME, a NUL
+ * in a str, an unknown status or algorithm, a LOOKUP_REPLY count outside
+ * 1..AP_MAX_LOOKUP, a frame over AP_MAX_FRAME. DH_ENOMEM leaves out unchanged too. */
 int ap_encode_sign(dh_buf *out, uint32_t id, const ap_sign *s) DH_WUR;
 int ap_encode_lookup(dh_buf *out, uint32_t id, const char *domain) DH_WUR;
 int ap_encode_ping(dh_buf *out, uint32_t id) DH_WUR;

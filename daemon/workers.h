@@ -3,9 +3,11 @@
  * digests in batches and hand the results back to the event loop with one
  * wake-up per batch.
  *
- * A worker takes every pending job up to batch_limit, signs them back to back
- * (hsm_sign_digest; with session_pool >= workers each worker effectively owns
- * a session), moves them all to the done list and writes the wake fd once.
+ * A worker takes every pending job up to batch_limit (only its share of them
+ * while other workers are idle, so a burst is signed in parallel), signs them
+ * back to back (hsm_sign_digest; with session_pool >= workers each worker
+ * effectively owns a session), moves them all to the done list and writes
+ * the wake fd once.
  * The loop thread watches wp_wake_fd() and calls wp_drain(), which runs the
  * completion callback for every finished job on the loop thread.
  */
@@ -28,11 +30,11 @@ typedef struct wp_job {
     void *owner;        /* for the completion callback */
     uint32_t id;
     /* Set by the worker. */
-    int status;         /* DH_OK, or the hsm error (DH_ETOKEN, DH_ELOGIN, ...) */
-    dh_buf sig;         /* the signature on DH_OK; the submitter frees it */
-    char reason[200];   /* the error message (with the CKR_ name) otherwise */
-    double token_ms;    /* time spent in hsm_sign_digest */
-    unsigned batch;     /* size of the batch it was signed in */
+    int status;          /* DH_OK, or the hsm error (DH_ETOKEN, DH_ELOGIN, ...) */
+    dh_buf sig;          /* the signature on DH_OK; the submitter frees it */
+    char reason[200];    /* the error message (with the CKR_ name) otherwise */
+    double token_ms;     /* time spent in hsm_sign_digest */
+    unsigned batch;      /* size of the batch it was signed in */
     struct wp_job *next; /* internal */
 } wp_job;
 

@@ -6,6 +6,9 @@
  * parsed and its body hashed, so memory does not grow with message size.
  * Nothing is written to stdout unless every requested signature was made:
  * a message is never passed on unsigned or half-signed by this tool.
+ *
+ * With --agent, the keys are dkimhsmd's: it chooses them and signs over its
+ * socket (agent_path.h), and this process never opens the token.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -19,10 +22,11 @@
 #include "dkim/sig.h"
 #include "hsm/hsm.h"
 #include "keystore/keystore.h"
+#include "sign/agent_path.h"
 #include "sign/signer.h"
 
 struct opts {
-    const char *config, *domain, *selector, *headers, *alg, *canon;
+    const char *config, *domain, *selector, *headers, *alg, *canon, *agent;
     long long timestamp;
 };
 
@@ -46,7 +50,9 @@ static void usage(FILE *f)
 {
     fputs("usage: dkimhsm-sign [-c CONFIG] [-d DOMAIN] [-s SELECTOR] [--alg rsa|ed25519|both]\n"
           "                    [--canon HDR/BODY] [--headers NAME:NAME:...] [--timestamp T]\n"
-          "                    < in.eml > out.eml\n",
+          "                    [--agent SOCKET] < in.eml > out.eml\n"
+          "  --agent SOCKET  have dkimhsmd sign (keys chosen by its LOOKUP answer unless -s)\n"
+          "                  instead of opening the token\n",
           f);
 }
 
@@ -59,6 +65,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                                              {"canon", required_argument, NULL, 'C'},
                                              {"headers", required_argument, NULL, 'H'},
                                              {"timestamp", required_argument, NULL, 'T'},
+                                             {"agent", required_argument, NULL, 'A'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof(*o));
@@ -84,6 +91,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             break;
         case 'H':
             o->headers = optarg;
+            break;
+        case 'A':
+            o->agent = optarg;
             break;
         case 'T':
             o->timestamp = strtoll(optarg, &end, 10);
@@ -155,7 +165,8 @@ static int read_message(struct job *j, dh_err *e)
     return rc;
 }
 
-static int find_keys(struct job *j, const struct opts *o, dh_err *e)
+/* j->domain from -d or From:, and *sel (caller frees) from -s. */
+static int find_names(struct job *j, const struct opts *o, char **sel, dh_err *e)
 {
     dh_buf from = {0};
     int rc = DH_OK;
@@ -167,9 +178,15 @@ static int find_keys(struct job *j, const struct opts *o, dh_err *e)
     if (rc == DH_OK)
         rc = ks_normalize_name(d, "domain", &j->domain, e);
     dh_buf_free(&from);
-    char *sel = NULL;
     if (rc == DH_OK && o->selector)
-        rc = ks_normalize_name(o->selector, "selector", &sel, e);
+        rc = ks_normalize_name(o->selector, "selector", sel, e);
+    return rc;
+}
+
+static int find_keys(struct job *j, const struct opts *o, dh_err *e)
+{
+    char *sel = NULL;
+    int rc = find_names(j, o, &sel, e);
     if (rc == DH_OK)
         rc = ks_open(j->cf->state_dir, &j->store, e);
     if (rc == DH_OK)
@@ -232,6 +249,34 @@ static int sign_all(struct job *j, const struct opts *o, dh_err *e)
     return rc;
 }
 
+static int sign_by_agent(struct job *j, const struct opts *o, dh_err *e)
+{
+    uint8_t bh[32];
+    char *sel = NULL;
+    int rc = dkim_body_final(j->body, bh, NULL);
+    if (rc != DH_OK)
+        return dh_err_set(e, rc, "body hash failed");
+    rc = find_names(j, o, &sel, e);
+    agent_req r = {
+        .socket = o->agent,
+        .cf = j->cf,
+        .hdrs = dkim_msg_hdrs(j->msg),
+        .bh = bh,
+        .domain = j->domain,
+        .selector = sel,
+        .algs = j->algs,
+        .algs_explicit = j->algs_explicit,
+        .hc = j->hc,
+        .bc = j->bc,
+        .headers = o->headers,
+        .timestamp = o->timestamp >= 0 ? o->timestamp : (long long)time(NULL),
+    };
+    if (rc == DH_OK)
+        rc = agent_sign(&r, &j->sigs, e);
+    free(sel);
+    return rc;
+}
+
 /* The signatures go out in the message's own line-end style: a script that
  * feeds LF files gets LF back; the signature covers the CRLF form either way. */
 static int write_output(struct job *j, dh_err *e)
@@ -278,9 +323,11 @@ int main(int argc, char **argv)
     int rc = setup(&j, &o, &e);
     if (rc == DH_OK)
         rc = read_message(&j, &e);
-    if (rc == DH_OK)
+    if (rc == DH_OK && o.agent != NULL)
+        rc = sign_by_agent(&j, &o, &e);
+    if (rc == DH_OK && o.agent == NULL)
         rc = find_keys(&j, &o, &e);
-    if (rc == DH_OK)
+    if (rc == DH_OK && o.agent == NULL)
         rc = sign_all(&j, &o, &e);
     if (rc == DH_OK)
         rc = write_output(&j, &e);

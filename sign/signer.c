@@ -15,13 +15,13 @@ static int state_rank(enum ks_state s)
     return s == KS_ACTIVE ? 3 : s == KS_PUBLISHED ? 2 : s == KS_CREATED ? 1 : 0;
 }
 
-/* Index of the best usable key of alg in list, or -1. The list is ordered by
- * creation time, so a later key of equal rank wins. */
-static long best_of(const ks_selector *list, size_t n, enum dkim_alg alg)
+long signer_best_of(const ks_selector *list, size_t n, const char *domain, enum dkim_alg alg)
 {
     long best = -1;
     for (size_t i = 0; i < n; i++) {
         if (list[i].alg != alg || !signer_state_can_sign(list[i].state))
+            continue;
+        if (domain != NULL && strcmp(list[i].domain, domain) != 0)
             continue;
         if (best < 0 || state_rank(list[i].state) >= state_rank(list[best].state))
             best = (long)i;
@@ -69,7 +69,7 @@ int signer_choose_keys(ks *k, const char *domain, const char *selector, unsigned
     for (size_t i = 0; rc == DH_OK && i < 2; i++) {
         if (!(algs & (1u << order[i])))
             continue;
-        long b = best_of(all, nall, order[i]);
+        long b = signer_best_of(all, nall, NULL, order[i]);
         if (b >= 0)
             picks[nchosen++] = b;
         else if (algs_explicit)

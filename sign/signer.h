@@ -31,6 +31,11 @@ int signer_state_can_sign(enum ks_state s);
 int signer_choose_keys(ks *k, const char *domain, const char *selector, unsigned algs,
                        int algs_explicit, ks_selector **out, size_t *n, dh_err *e) DH_WUR;
 
+/* Index in list of the best key of alg that can sign (active before
+ * published before created; among equals the later row, the list being in
+ * creation order), restricted to domain unless it is NULL; -1 when none. */
+long signer_best_of(const ks_selector *list, size_t n, const char *domain, enum dkim_alg alg);
+
 /* The CKA_ID bytes of a stored selector (hex in the keystore). */
 int signer_key_id(const ks_selector *s, uint8_t id[HSM_ID_LEN], dh_err *e) DH_WUR;
 

@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """Verify every DKIM-Signature of a message with dkimpy (python3-dkim).
 
-usage: dkimpy_verify.py ZONEFILE MESSAGE [--expect N]
+usage: dkimpy_verify.py ZONEFILE MESSAGE... [--expect N] [--quiet]
 
 ZONEFILE holds the TXT records exactly as `dkim-keyctl dns` prints them
 (`name. IN TXT ( "..." "..." )`, one per line); the verifier's DNS lookups are
-answered from it and nothing else. Prints one line per signature and exits 0
-only when all of them verify (and there are N of them, with --expect).
+answered from it and nothing else. Prints one line per signature (--quiet:
+only failures and a summary) and exits 0 only when every signature of every
+message verifies (and each message has N of them, with --expect).
 """
 import re
 import sys
@@ -27,13 +28,9 @@ def load_zone(path):
     return records
 
 
-def main(argv):
-    if len(argv) < 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    records = load_zone(argv[1])
-    expect = int(argv[argv.index("--expect") + 1]) if "--expect" in argv else None
-    with open(argv[2], "rb") as f:
+def verify_one(path, records, expect, quiet):
+    """Returns True when every signature of the message at path verifies."""
+    with open(path, "rb") as f:
         msg = f.read()
 
     def dnsfunc(name, timeout=5):
@@ -53,12 +50,32 @@ def main(argv):
         tags = dict(re.findall(rb'\b([a-z]+)=([^;]*)', sigs[i][1]))
         alg = tags.get(b"a", b"?").strip().decode()
         sel = tags.get(b"s", b"?").strip().decode()
-        print(f"dkimpy: signature {i} a={alg} s={sel}: {'pass' if good else 'FAIL ' + why}")
+        if not (quiet and good):
+            print(f"dkimpy: {path if quiet else 'signature'} {i} a={alg} s={sel}: "
+                  f"{'pass' if good else 'FAIL ' + why}")
         ok += bool(good)
     if expect is not None and len(sigs) != expect:
-        print(f"dkimpy: expected {expect} signatures, found {len(sigs)}")
-        return 1
-    return 0 if sigs and ok == len(sigs) else 1
+        print(f"dkimpy: {path}: expected {expect} signatures, found {len(sigs)}")
+        return False
+    return bool(sigs) and ok == len(sigs)
+
+
+def main(argv):
+    args = [a for a in argv[1:] if a != "--quiet"]
+    quiet = len(args) != len(argv) - 1
+    expect = None
+    if "--expect" in args:
+        i = args.index("--expect")
+        expect = int(args[i + 1])
+        del args[i:i + 2]
+    if len(args) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    records = load_zone(args[0])
+    good = sum(verify_one(p, records, expect, quiet) for p in args[1:])
+    if quiet or len(args) > 2:
+        print(f"dkimpy: {good} of {len(args) - 1} messages verify")
+    return 0 if good == len(args) - 1 else 1
 
 
 if __name__ == "__main__":

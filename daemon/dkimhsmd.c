@@ -1,0 +1,276 @@
+/*
+ * dkimhsmd - the key holder. It logs in to the token, answers the agent
+ * protocol on a UNIX socket, signs digests with a pool of token workers, and
+ * serves /healthz and /metrics. Front ends that parse mail hold no key and no
+ * PIN; they ask this process (ssh-agent / OpenSMTPD's ca process).
+ *
+ * main() wires things up; everything else is a callback on one event loop.
+ */
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "conf/conf.h"
+#include "daemon/handler.h"
+#include "daemon/httpd.h"
+#include "daemon/keyset.h"
+#include "daemon/metrics.h"
+#include "daemon/policy.h"
+#include "daemon/server.h"
+#include "daemon/workers.h"
+
+struct daemon {
+    const char *config_path;
+    conf *cf;
+    struct event_base *base;
+    hsm *token;
+    ks *store;
+    mx *metrics;
+    wp *pool;
+    hd *handler;
+    srv *server;
+    httpd *http;
+    struct event *sighup, *sigterm, *sigint, *drain_timer;
+};
+
+/* No core dump, no ptrace: key handles and the PIN's traces stay in here. */
+static void harden(void)
+{
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &none) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        dh_log(DH_LOG_WARNING, "could not disable core dumps / tracing");
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int drop_privileges(const char *user, dh_err *e)
+{
+    if (user == NULL || getuid() != 0)
+        return DH_OK;
+    struct passwd *pw = getpwnam(user);
+    if (pw == NULL)
+        return dh_err_set(e, DH_ECONFIG, "user '%s' does not exist", user);
+    if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+        return dh_err_set(e, DH_EPERM, "cannot become user '%s'", user);
+    if (setuid(0) == 0)
+        return dh_err_set(e, DH_EPERM, "privileges could be regained after dropping to '%s'", user);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* setuid resets it */
+    return DH_OK;
+}
+
+/* A new key snapshot and policy from the database and the config. */
+static int load_state(struct daemon *d, const conf *cf, dh_err *e)
+{
+    kset *keys = NULL;
+    policy *pol = NULL;
+    int rc = kset_load(d->store, d->token, &keys, e);
+    if (rc == DH_OK)
+        rc = policy_new(cf, getuid(), &pol, e);
+    if (rc != DH_OK) {
+        kset_unref(keys);
+        return rc;
+    }
+    hd_set_state(d->handler, keys, pol);
+    dh_log(DH_LOG_INFO, "loaded %zu selectors", kset_count(keys));
+    return DH_OK;
+}
+
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    conf *cf = NULL;
+    dh_err e = {0};
+    (void)sig;
+    (void)what;
+    /* Sockets, token and workers stay as they are; keys and rules reload.
+     * Queued requests keep the snapshot they were checked against. */
+    if (conf_load(d->config_path, &cf, &e) != DH_OK || load_state(d, cf, &e) != DH_OK) {
+        dh_log(DH_LOG_ERR, "reload failed, keeping the previous state: %s", e.msg);
+        conf_free(cf);
+        return;
+    }
+    conf_free(d->cf);
+    d->cf = cf;
+    dh_log(DH_LOG_INFO, "reloaded %s", cf->path);
+}
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    (void)fd;
+    (void)what;
+    if (srv_in_flight(d->server) == 0)
+        event_base_loopexit(d->base, NULL);
+}
+
+static void on_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    (void)what;
+    dh_log(DH_LOG_INFO, "signal %d: finishing %zu requests in flight, then exiting", (int)sig,
+           srv_in_flight(d->server));
+    srv_stop_accepting(d->server);
+    hd_set_stopping(d->handler);
+    struct timeval tick = {0, 20000};
+    if (d->drain_timer == NULL)
+        d->drain_timer = event_new(d->base, -1, EV_PERSIST, on_drain_tick, d);
+    if (d->drain_timer != NULL)
+        event_add(d->drain_timer, &tick);
+}
+
+static int h_token_ok(void *arg)
+{
+    return hd_token_ok(((struct daemon *)arg)->handler);
+}
+static size_t h_queue(void *arg)
+{
+    return wp_queue_depth(((struct daemon *)arg)->pool);
+}
+static size_t h_keys(void *arg)
+{
+    return hd_keys(((struct daemon *)arg)->handler);
+}
+
+static unsigned worker_count(const conf *cf)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return cf->workers ? cf->workers : (unsigned)(n > 0 ? n : 1);
+}
+
+/* Token, state, workers, handler: everything a request needs. */
+static int open_core(struct daemon *d, dh_err *e)
+{
+    const conf *cf = d->cf;
+    unsigned workers = worker_count(cf);
+    hsm_config hc = {.module = cf->pkcs11_module,
+                     .token_uri = cf->token,
+                     .pin_file = cf->pin_file,
+                     .pool_size = cf->session_pool > workers ? cf->session_pool : workers};
+    int rc = hsm_open(&hc, &d->token, e);
+    if (rc == DH_OK)
+        rc = ks_open(cf->state_dir, &d->store, e);
+    if (rc == DH_OK && ((d->metrics = mx_new()) == NULL))
+        rc = dh_err_set(e, DH_ENOMEM, "out of memory");
+    if (rc == DH_OK)
+        rc = hd_register_metrics(d->metrics);
+    if (rc == DH_OK)
+        rc = wp_new(d->token, workers, cf->batch_limit, cf->queue_limit, &d->pool, e);
+    if (rc == DH_OK)
+        rc = hd_new(d->pool, d->metrics, d->token, &d->handler, e);
+    if (rc == DH_OK)
+        rc = load_state(d, cf, e);
+    if (rc == DH_OK)
+        dh_log(DH_LOG_INFO, "token %s: %u workers, batch %u, queue %u", cf->token, workers,
+               cf->batch_limit, cf->queue_limit);
+    return rc;
+}
+
+/* Sockets and signals, opened before privileges are dropped. */
+static int open_front(struct daemon *d, dh_err *e)
+{
+    const conf *cf = d->cf;
+    if (cf->agent_socket == NULL)
+        return dh_err_set(e, DH_ECONFIG, "%s: agent_socket: required by dkimhsmd", cf->path);
+    int rc = srv_new(d->base, cf->agent_socket, d->handler, d->pool, &d->server, e);
+    httpd_health hh = {h_token_ok, h_queue, h_keys, d};
+    if (rc == DH_OK && cf->http_listen)
+        rc = httpd_new(d->base, cf->http_listen, d->metrics, &hh, &d->http, e);
+    d->sighup = evsignal_new(d->base, SIGHUP, on_sighup, d);
+    d->sigterm = evsignal_new(d->base, SIGTERM, on_sigterm, d);
+    d->sigint = evsignal_new(d->base, SIGINT, on_sigterm, d);
+    if (rc == DH_OK && (!d->sighup || !d->sigterm || !d->sigint || event_add(d->sighup, NULL) ||
+                        event_add(d->sigterm, NULL) || event_add(d->sigint, NULL)))
+        rc = dh_err_set(e, DH_EIO, "cannot install signal handlers");
+    return rc;
+}
+
+static void daemon_close(struct daemon *d)
+{
+    /* Workers first: every queued job is signed and handed back before the
+     * connections and the token go. */
+    if (d->pool != NULL) {
+        wp_stop(d->pool);
+        srv_free(d->server);
+        d->server = NULL;
+    }
+    wp_free(d->pool);
+    httpd_free(d->http);
+    srv_free(d->server);
+    hd_free(d->handler);
+    for (struct event **ev = &d->sighup; ev <= &d->drain_timer; ev++)
+        if (*ev != NULL)
+            event_free(*ev);
+    mx_free(d->metrics);
+    ks_close(d->store);
+    hsm_close(d->token);
+    if (d->base != NULL)
+        event_base_free(d->base);
+    conf_free(d->cf);
+}
+
+static int parse_args(int argc, char **argv, struct daemon *d, int *foreground)
+{
+    int ch;
+    while ((ch = getopt(argc, argv, "c:fh")) != -1) {
+        switch (ch) {
+        case 'c':
+            d->config_path = optarg;
+            break;
+        case 'f':
+            *foreground = 1;
+            break;
+        default:
+            fprintf(ch == 'h' ? stdout : stderr, "usage: dkimhsmd [-c CONFIG] [-f]\n");
+            return ch == 'h' ? 0 : 2;
+        }
+    }
+    return optind == argc ? -1 : 2;
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon d = {0};
+    int foreground = 0;
+    int prc = parse_args(argc, argv, &d, &foreground);
+    if (prc >= 0)
+        return prc;
+    dh_err e = {0};
+    int rc = conf_load(d.config_path, &d.cf, &e);
+    if (rc != DH_OK) {
+        fprintf(stderr, "dkimhsmd: %s\n", e.msg);
+        return dh_err_exit_status(rc);
+    }
+    dh_log_open("dkimhsmd", strcmp(d.cf->log, "syslog") == 0);
+    harden();
+    /* PKCS#11 is not fork-safe: become a daemon before the token is opened. */
+    if (!foreground && daemon(0, 0) != 0)
+        rc = dh_err_set(&e, DH_EIO, "cannot become a daemon");
+    if (rc == DH_OK && evthread_use_pthreads() != 0)
+        rc = dh_err_set(&e, DH_EIO, "libevent threading unavailable");
+    if (rc == DH_OK && (d.base = event_base_new()) == NULL)
+        rc = dh_err_set(&e, DH_ENOMEM, "cannot create the event loop");
+    if (rc == DH_OK)
+        rc = open_core(&d, &e);
+    if (rc == DH_OK)
+        rc = open_front(&d, &e);
+    if (rc == DH_OK)
+        rc = drop_privileges(d.cf->user, &e);
+    if (rc == DH_OK) {
+        dh_log(DH_LOG_INFO, "ready on %s", d.cf->agent_socket);
+        event_base_dispatch(d.base);
+        dh_log(DH_LOG_INFO, "stopped");
+    } else {
+        dh_log(DH_LOG_ERR, "%s", e.msg);
+    }
+    daemon_close(&d);
+    return dh_err_exit_status(rc);
+}

@@ -1,0 +1,30 @@
+/*
+ * httpd.h - the daemon's HTTP listener (evhttp): GET /healthz and
+ * GET /metrics (Prometheus text format). The management API of the key
+ * lifecycle will live here too.
+ */
+#ifndef DAEMON_HTTPD_H
+#define DAEMON_HTTPD_H
+
+#include <event2/event.h>
+#include <stddef.h>
+
+#include "common/err.h"
+#include "daemon/metrics.h"
+
+typedef struct httpd httpd;
+
+/* What /healthz reports, asked at each request. */
+typedef struct httpd_health {
+    int (*token_ok)(void *arg);       /* 1 when the last token operation worked */
+    size_t (*queue_depth)(void *arg); /* digests waiting */
+    size_t (*keys)(void *arg);        /* selectors known */
+    void *arg;
+} httpd_health;
+
+/* listen is "HOST:PORT" (IPv4 or [IPv6]). */
+int httpd_new(struct event_base *base, const char *listen, mx *metrics, const httpd_health *h,
+              httpd **out, dh_err *e) DH_WUR;
+void httpd_free(httpd *h);
+
+#endif

@@ -1,0 +1,398 @@
+/*
+ * dkimhsm-milter - the keyless front end for Postfix and Sendmail.
+ *
+ * It streams each message through the canonicalizer (the body is hashed as it
+ * arrives, never held), asks dkimhsmd which keys sign the From: domain and
+ * for the signatures, and inserts the DKIM-Signature fields at the top. It
+ * holds no key and no PIN: those stay in dkimhsmd.
+ *
+ * libmilter runs a thread per MTA connection; they share one pool of agent
+ * connections. Per-step replies are negotiated away (SMFIP_NR_*): only the
+ * end of the message gets an answer, which is where the decision is made.
+ */
+#include <libmilter/mfapi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "conf/conf.h"
+#include "daemon/client.h"
+#include "daemon/remote_sign.h"
+#include "dkim/canon.h"
+#include "dkim/msg.h"
+
+static conf *cf;
+static ac *agent;
+
+/* One message in flight on one MTA connection. */
+struct msg {
+    dkim_hdrs *hdrs;
+    dkim_body *body;
+    int unsignable;                       /* a header could not be taken: pass per policy */
+    char why[sizeof(((dh_err *)0)->msg)]; /* first problem seen */
+    struct timespec t0;
+};
+
+/* One MTA connection: what it negotiated, and the message in flight. */
+struct conn {
+    unsigned long proto; /* SMFIP_* agreed in negotiation */
+    struct msg *m;
+};
+
+static void msg_free(struct msg *m)
+{
+    if (m == NULL)
+        return;
+    dkim_hdrs_free(m->hdrs);
+    dkim_body_free(m->body);
+    free(m);
+}
+
+static struct conn *conn_of(SMFICTX *ctx)
+{
+    return smfi_getpriv(ctx);
+}
+
+static struct msg *msg_of(SMFICTX *ctx)
+{
+    struct conn *c = conn_of(ctx);
+    return c ? c->m : NULL;
+}
+
+/* SMFIS_NOREPLY only where the MTA agreed to it; CONTINUE otherwise. */
+static sfsistat noreply(SMFICTX *ctx, unsigned long flag)
+{
+    struct conn *c = conn_of(ctx);
+    return c != NULL && (c->proto & flag) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+static void msg_reset(SMFICTX *ctx)
+{
+    struct conn *c = conn_of(ctx);
+    if (c != NULL) {
+        msg_free(c->m);
+        c->m = NULL;
+    }
+}
+
+static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
+                             unsigned long f3, unsigned long *pf0, unsigned long *pf1,
+                             unsigned long *pf2, unsigned long *pf3)
+{
+    (void)f2;
+    (void)f3;
+    if (!(f0 & SMFIF_ADDHDRS))
+        return SMFIS_REJECT; /* we could not insert a signature */
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return SMFIS_TEMPFAIL;
+    /* Header values byte for byte (without it simple header canonicalization
+     * breaks: FACTS), and no reply for every step before the end. */
+    unsigned long want = SMFIP_HDR_LEADSPC | SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NORCPT |
+                         SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NR_MAIL | SMFIP_NR_HDR |
+                         SMFIP_NR_EOH | SMFIP_NR_BODY;
+    c->proto = f1 & want;
+    smfi_setpriv(ctx, c);
+    *pf0 = SMFIF_ADDHDRS;
+    *pf1 = c->proto;
+    *pf2 = 0;
+    *pf3 = 0;
+    if (!(f1 & SMFIP_HDR_LEADSPC))
+        dh_log(DH_LOG_WARNING, "MTA cannot keep header leading spaces: simple header "
+                               "canonicalization may not verify");
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
+{
+    (void)argv;
+    struct conn *c = conn_of(ctx);
+    msg_reset(ctx);
+    struct msg *m = calloc(1, sizeof(*m));
+    if (m != NULL && (m->hdrs = dkim_hdrs_new()) == NULL) {
+        free(m);
+        m = NULL;
+    }
+    if (m != NULL)
+        clock_gettime(CLOCK_MONOTONIC, &m->t0);
+    if (c != NULL)
+        c->m = m; /* NULL: out of memory, decided at the end of the message */
+    return noreply(ctx, SMFIP_NR_MAIL);
+}
+
+static void mark_unsignable(struct msg *m, const char *why)
+{
+    if (!m->unsignable)
+        snprintf(m->why, sizeof(m->why), "%s", why);
+    m->unsignable = 1;
+}
+
+static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
+{
+    struct msg *m = msg_of(ctx);
+    dh_err e = {0};
+    if (m != NULL && !m->unsignable &&
+        dkim_hdrs_add(m->hdrs, name, (const uint8_t *)value, strlen(value), &e) != DH_OK)
+        mark_unsignable(m, e.msg);
+    return noreply(ctx, SMFIP_NR_HDR);
+}
+
+static sfsistat on_eoh(SMFICTX *ctx)
+{
+    struct msg *m = msg_of(ctx);
+    if (m != NULL && (m->body = dkim_body_new(cf->body_canon, -1)) == NULL)
+        mark_unsignable(m, "out of memory");
+    return noreply(ctx, SMFIP_NR_EOH);
+}
+
+static sfsistat on_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
+{
+    struct msg *m = msg_of(ctx);
+    if (m != NULL && m->body != NULL && !m->unsignable &&
+        dkim_body_update(m->body, chunk, len) != DH_OK)
+        mark_unsignable(m, "body hashing failed");
+    return noreply(ctx, SMFIP_NR_BODY);
+}
+
+/* What happened to one message, for its log line. */
+struct outcome {
+    const char *result; /* signed, unsigned, tempfail */
+    char detail[sizeof(((dh_err *)0)->msg)];
+    char d[AP_MAX_NAME + 1];
+    char sels[160];
+};
+
+/* The token, dkimhsmd or the queue failed: tempfail (default) or pass
+ * unsigned, as on_failure says. Never a message with a broken signature. */
+static sfsistat failure(SMFICTX *ctx, struct outcome *o, const char *why)
+{
+    snprintf(o->detail, sizeof(o->detail), "%s", why);
+    if (cf->on_failure_accept) {
+        o->result = "unsigned-on-failure";
+        return SMFIS_ACCEPT;
+    }
+    o->result = "tempfail";
+    smfi_setreply(ctx, "451", "4.7.1", "DKIM signing temporarily unavailable");
+    return SMFIS_TEMPFAIL;
+}
+
+static sfsistat pass_unsigned(struct outcome *o, const char *why)
+{
+    o->result = "unsigned";
+    snprintf(o->detail, sizeof(o->detail), "%s", why);
+    return SMFIS_ACCEPT;
+}
+
+/* Inserts the fields (each "DKIM-Signature: ...\r\n") at the top, keeping
+ * their order; folding becomes LF, as libmilter wants (the MTA adds CR). */
+static int insert_fields(SMFICTX *ctx, const struct conn *c, const dh_buf *fields, size_t n)
+{
+    const char *starts[RS_MAX_KEYS];
+    const char *p = (const char *)fields->data;
+    for (size_t i = 0; i < n; i++) {
+        starts[i] = p;
+        p = strstr(p, "\r\n");
+        while (p != NULL && (p[2] == ' ' || p[2] == '\t'))
+            p = strstr(p + 2, "\r\n");
+        if (p == NULL)
+            return -1;
+        p += 2;
+    }
+    for (size_t i = n; i-- > 0;) {
+        const char *v = strchr(starts[i], ':') + 1;
+        if (!(c->proto & SMFIP_HDR_LEADSPC) && *v == ' ')
+            v++; /* the MTA puts the space after the colon itself */
+        const char *end = i + 1 < n ? starts[i + 1] : (const char *)fields->data + fields->len;
+        dh_buf val = {0};
+        for (const char *q = v; q < end - 2; q++)
+            if (*q != '\r' && dh_buf_putc(&val, (uint8_t)*q) != DH_OK)
+                break;
+        int rc = val.data ? smfi_insheader(ctx, 0, "DKIM-Signature", (char *)val.data) : MI_FAILURE;
+        dh_buf_free(&val);
+        if (rc != MI_SUCCESS)
+            return -1;
+    }
+    return 0;
+}
+
+static sfsistat sign_message(SMFICTX *ctx, struct conn *c, struct msg *m, struct outcome *o)
+{
+    dh_buf from = {0}, fields = {0};
+    dh_err e = {0};
+    ac_lookup l;
+    uint8_t bh[32];
+    sfsistat r;
+    if (dkim_hdrs_check_signable(m->hdrs, &e) != DH_OK ||
+        dkim_hdrs_from_domain(m->hdrs, &from, &e) != DH_OK || m->body == NULL)
+        r = pass_unsigned(o, m->body ? e.msg : "no end of header seen");
+    else if (ac_lookup_domain(agent, (const char *)from.data, &l, &e) != DH_OK)
+        r = failure(ctx, o, e.msg);
+    else if (l.status == AP_NOTFOUND)
+        r = pass_unsigned(o, "no key signs for this domain");
+    else if (l.status != AP_OK)
+        r = failure(ctx, o, l.reason);
+    else if (dkim_body_final(m->body, bh, NULL) != DH_OK)
+        r = failure(ctx, o, "body hash failed");
+    else {
+        rs_key keys[RS_MAX_KEYS];
+        size_t n = 0;
+        for (; n < l.count && n < RS_MAX_KEYS; n++) {
+            keys[n] = (rs_key){l.sel[n].selector, (enum dkim_alg)l.sel[n].alg};
+            snprintf(o->sels + strlen(o->sels), sizeof(o->sels) - strlen(o->sels), "%s%s/%s",
+                     n ? "," : "", l.sel[n].selector, dkim_alg_keytype(keys[n].alg));
+        }
+        snprintf(o->d, sizeof(o->d), "%s", l.domain);
+        long long t = (long long)time(NULL);
+        rs_params p = {l.domain,
+                       cf->hdr_canon,
+                       cf->body_canon,
+                       NULL,
+                       cf->sign_headers,
+                       cf->oversign_headers,
+                       t,
+                       cf->signature_ttl ? t + cf->signature_ttl : -1};
+        int rc = rs_sign(agent, m->hdrs, bh, &p, keys, n, &fields, &e);
+        if (rc == DH_EUNSIGNABLE || rc == DH_EINVAL)
+            r = pass_unsigned(o, e.msg);
+        else if (rc != DH_OK)
+            r = failure(ctx, o, e.msg);
+        else if (insert_fields(ctx, c, &fields, n) != 0)
+            r = failure(ctx, o, "the MTA refused to insert the header");
+        else {
+            o->result = "signed";
+            r = SMFIS_ACCEPT;
+        }
+    }
+    dh_buf_free(&from);
+    dh_buf_free(&fields);
+    return r;
+}
+
+/* Message-ID for the log line (first one, truncated, control bytes dropped). */
+static void message_id(const dkim_hdrs *h, char *out, size_t cap)
+{
+    snprintf(out, cap, "-");
+    for (size_t i = 0; h != NULL && i < dkim_hdrs_count(h); i++) {
+        size_t len, nl;
+        const uint8_t *f = dkim_hdrs_field(h, i, &len, &nl);
+        if (nl != 10 || strncasecmp((const char *)f, "message-id", 10) != 0)
+            continue;
+        size_t o = 0;
+        for (size_t j = nl + 1; j < len && o + 1 < cap; j++)
+            if (f[j] > ' ' && f[j] < 0x7f)
+                out[o++] = (char)f[j];
+        out[o] = '\0';
+        return;
+    }
+}
+
+static sfsistat on_eom(SMFICTX *ctx)
+{
+    struct conn *c = conn_of(ctx);
+    struct msg *m = msg_of(ctx);
+    struct outcome o = {.result = "unsigned"};
+    sfsistat r;
+    if (c == NULL || m == NULL)
+        r = failure(ctx, &o, "out of memory");
+    else if (m->unsignable)
+        r = pass_unsigned(&o, m->why);
+    else
+        r = sign_message(ctx, c, m, &o);
+    char mid[128];
+    message_id(m ? m->hdrs : NULL, mid, sizeof(mid));
+    const char *qid = smfi_getsymval(ctx, "i");
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double ms =
+        m ? (double)(now.tv_sec - m->t0.tv_sec) * 1e3 + (double)(now.tv_nsec - m->t0.tv_nsec) / 1e6
+          : 0;
+    dh_log(strcmp(o.result, "signed") == 0 ? DH_LOG_INFO : DH_LOG_WARNING,
+           "queue_id=%s message_id=%s d=%s s=%s result=%s ms=%.1f%s%s", qid ? qid : "-", mid,
+           o.d[0] ? o.d : "-", o.sels[0] ? o.sels : "-", o.result, ms, o.detail[0] ? " why=" : "",
+           o.detail);
+    msg_reset(ctx);
+    return r;
+}
+
+static sfsistat on_abort(SMFICTX *ctx)
+{
+    msg_reset(ctx);
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat on_close(SMFICTX *ctx)
+{
+    struct conn *c = conn_of(ctx);
+    msg_reset(ctx);
+    free(c);
+    smfi_setpriv(ctx, NULL);
+    return SMFIS_CONTINUE;
+}
+
+static struct smfiDesc filter = {
+    .xxfi_name = "dkimhsm",
+    .xxfi_version = SMFI_VERSION,
+    .xxfi_flags = SMFIF_ADDHDRS,
+    .xxfi_envfrom = on_envfrom,
+    .xxfi_header = on_header,
+    .xxfi_eoh = on_eoh,
+    .xxfi_body = on_body,
+    .xxfi_eom = on_eom,
+    .xxfi_abort = on_abort,
+    .xxfi_close = on_close,
+    .xxfi_negotiate = on_negotiate,
+};
+
+static int start(const char *config, dh_err *e)
+{
+    int rc = conf_load(config, &cf, e);
+    if (rc != DH_OK)
+        return rc;
+    dh_log_open("dkimhsm-milter", strcmp(cf->log, "syslog") == 0);
+    if (cf->milter_socket == NULL || cf->agent_socket == NULL)
+        return dh_err_set(e, DH_ECONFIG,
+                          "%s: milter_socket and agent_socket are required by "
+                          "dkimhsm-milter",
+                          cf->path);
+    /* Connections to dkimhsmd, shared by libmilter's threads; a signature
+     * request that waits longer than this is tempfailed. */
+    rc = ac_new(cf->agent_socket, 64, 10000, &agent, e);
+    if (rc != DH_OK)
+        return rc;
+    if (smfi_setconn(cf->milter_socket) != MI_SUCCESS || smfi_register(filter) != MI_SUCCESS ||
+        smfi_opensocket(1) != MI_SUCCESS)
+        return dh_err_set(e, DH_EIO, "milter_socket %s: cannot listen", cf->milter_socket);
+    smfi_setbacklog(128);
+    return DH_OK;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL;
+    int ch;
+    while ((ch = getopt(argc, argv, "c:h")) != -1) {
+        if (ch == 'c') {
+            config = optarg;
+        } else {
+            fprintf(ch == 'h' ? stdout : stderr, "usage: dkimhsm-milter [-c CONFIG]\n");
+            return ch == 'h' ? 0 : 2;
+        }
+    }
+    dh_err e = {0};
+    int rc = start(config, &e);
+    if (rc != DH_OK) {
+        fprintf(stderr, "dkimhsm-milter: %s\n", e.msg);
+        ac_free(agent);
+        conf_free(cf);
+        return dh_err_exit_status(rc);
+    }
+    dh_log(DH_LOG_INFO, "ready on %s, signing through %s", cf->milter_socket, cf->agent_socket);
+    rc = smfi_main() == MI_SUCCESS ? 0 : 1;
+    ac_free(agent);
+    conf_free(cf);
+    return rc;
+}
