@@ -25,3 +25,8 @@ set_tests_properties(bench_milterload_opendkim_smoke bench_milterload_opendkim_f
 add_executable(token_ceiling ${CMAKE_CURRENT_LIST_DIR}/token_ceiling.c)
 target_link_libraries(token_ceiling dh_workers dh_hsm dh_common PkgConfig::P11KIT Threads::Threads)
 # ---- end token_ceiling ----
+
+# ---- bodyhash: streaming body canonicalization + SHA-256 vs raw SHA-256 ----
+add_executable(bodyhash ${CMAKE_CURRENT_LIST_DIR}/bodyhash.c)
+target_link_libraries(bodyhash dh_dkim)
+# ---- end bodyhash ----

@@ -11,9 +11,11 @@
  * It prints signatures per second and the ratios hsm/raw and pool/raw. With
  * --rounds R the three phases run R times interleaved and the medians are
  * reported, so a burst of load on the machine hits every phase alike.
+ * --raw-only measures the ceiling alone (tests/bench/run_bench.sh).
  *
  *   token_ceiling [--module SO] [--token URI] [--pin-file F] [--type rsa|ed25519|both]
  *                 [--threads N[,N...]] [--seconds S] [--rounds R] [--batch B] [--label L]
+ *                 [--raw-only]
  *
  * Module, token and PIN file default to DKIMHSM_TEST_MODULE, _TOKEN and
  * _PIN_FILE (tests/lib/with-token.sh). The key is the private key labelled L
@@ -46,6 +48,7 @@ struct opts {
     const char *module, *token, *pin_file, *label, *type;
     unsigned threads[8], nthreads;
     unsigned rounds, batch;
+    int raw_only; /* --raw-only: the ceiling alone, for run_bench.sh */
     double seconds;
 };
 
@@ -388,16 +391,21 @@ static int bench_run(const struct opts *o, enum hsm_keytype type, unsigned threa
     double raw[MAX_ROUNDS], viah[MAX_ROUNDS], pool[MAX_ROUNDS];
     for (unsigned i = 0; i < o->rounds; i++) {
         raw[i] = run_threads(&b, raw_thread);
-        viah[i] = run_threads(&b, hsm_thread);
-        pool[i] = run_pool(&b);
-        printf("  round %u: raw %.0f/s, hsm %.0f/s, pool %.0f/s\n", i + 1, raw[i], viah[i],
-               pool[i]);
+        viah[i] = o->raw_only ? raw[i] : run_threads(&b, hsm_thread);
+        pool[i] = o->raw_only ? raw[i] : run_pool(&b);
+        if (o->raw_only)
+            printf("  round %u: raw %.0f/s\n", i + 1, raw[i]);
+        else
+            printf("  round %u: raw %.0f/s, hsm %.0f/s, pool %.0f/s\n", i + 1, raw[i], viah[i],
+                   pool[i]);
         fflush(stdout);
     }
     double r = median(raw, o->rounds), h = median(viah, o->rounds), p = median(pool, o->rounds);
     printf("raw   C_SignInit+C_Sign     %8.0f/s\n", r);
-    printf("hsm   hsm_sign_digest       %8.0f/s  hsm/raw %.2f\n", h, r > 0 ? h / r : 0);
-    printf("pool  wp_submit/wp_drain    %8.0f/s  pool/raw %.2f\n", p, r > 0 ? p / r : 0);
+    if (!o->raw_only) {
+        printf("hsm   hsm_sign_digest       %8.0f/s  hsm/raw %.2f\n", h, r > 0 ? h / r : 0);
+        printf("pool  wp_submit/wp_drain    %8.0f/s  pool/raw %.2f\n", p, r > 0 ? p / r : 0);
+    }
     fflush(stdout);
     hsm_key_free(b.k);
     raw_close(&b);
@@ -409,7 +417,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: token_ceiling [--module SO] [--token URI] [--pin-file F] "
                     "[--type rsa|ed25519|both] [--threads N[,N...]] [--seconds S] "
-                    "[--rounds R] [--batch B] [--label L]\n");
+                    "[--rounds R] [--batch B] [--label L] [--raw-only]\n");
     exit(2);
 }
 
@@ -442,7 +450,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
                                        {"pin-file", 1, NULL, 'p'}, {"type", 1, NULL, 'k'},
                                        {"threads", 1, NULL, 'n'},  {"seconds", 1, NULL, 's'},
                                        {"rounds", 1, NULL, 'r'},   {"batch", 1, NULL, 'b'},
-                                       {"label", 1, NULL, 'l'},    {NULL, 0, NULL, 0}};
+                                       {"label", 1, NULL, 'l'},    {"raw-only", 0, NULL, 'R'},
+                                       {NULL, 0, NULL, 0}};
     int c;
     char *end;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -470,6 +479,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
             break;
         case 'l':
             o->label = optarg;
+            break;
+        case 'R':
+            o->raw_only = 1;
             break;
         case 's':
             o->seconds = strtod(optarg, &end);
