@@ -12,7 +12,17 @@
 #include "common/file.h"
 #include "dkim/sig.h"
 
-enum conf_type { T_PATH, T_STRING, T_UINT, T_CANON, T_ALGS, T_HEADERS, T_DURATION, T_FAILURE, T_LOG };
+enum conf_type {
+    T_PATH,
+    T_STRING,
+    T_UINT,
+    T_CANON,
+    T_ALGS,
+    T_HEADERS,
+    T_DURATION,
+    T_FAILURE,
+    T_LOG
+};
 
 struct conf_param {
     const char *key;
@@ -49,6 +59,7 @@ static const struct conf_param params[] = {
     P("fallback_domain", T_STRING, fallback_domain, 0, 0, 0),
     P("milter_socket", T_STRING, milter_socket, 0, 0, 0),
     P("on_failure", T_FAILURE, on_failure_accept, 0, 0, 0),
+    P("lookup_cache_ms", T_UINT, lookup_cache_ms, 0, 60000, 0),
     P("log", T_LOG, log, 0, 0, 0),
 };
 #undef P
@@ -67,6 +78,7 @@ static int set_defaults(conf *c)
     c->workers = 0;
     c->batch_limit = 32;
     c->queue_limit = 4096;
+    c->lookup_cache_ms = 500;
     c->log = strdup("stderr");
     return c->sign_headers && c->oversign_headers && c->log ? DH_OK : DH_ENOMEM;
 }

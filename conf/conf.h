@@ -35,18 +35,19 @@ typedef struct conf {
     unsigned session_pool;                 /* PKCS#11 sessions kept open */
 
     /* dkimhsmd and its front ends */
-    char *agent_socket;    /* UNIX socket of the agent protocol */
-    char *agent_allow;     /* "user:domain,domain; user2:*" - who may sign for what */
-    char *http_listen;     /* "127.0.0.1:8025" for /healthz, /metrics; NULL = off */
-    unsigned workers;      /* token worker threads; 0 = CPU count */
-    unsigned batch_limit;  /* digests a worker signs per wake-up */
-    unsigned queue_limit;  /* pending digests before TEMPFAIL */
-    char *user;            /* drop root to this user; NULL = stay */
-    char *signing_table;   /* "sub.example.com=example.com, .example.net=example.net" */
-    char *fallback_domain; /* signs unknown domains (unaligned); NULL = none */
-    char *milter_socket;   /* "unix:/path" or "inet:PORT@HOST" */
-    int on_failure_accept; /* on_failure = accept (1) | tempfail (0, default) */
-    char *log;             /* "stderr" or "syslog" */
+    char *agent_socket;       /* UNIX socket of the agent protocol */
+    char *agent_allow;        /* "user:domain,domain; user2:*" - who may sign for what */
+    char *http_listen;        /* "127.0.0.1:8025" for /healthz, /metrics; NULL = off */
+    unsigned workers;         /* token worker threads; 0 = CPU count */
+    unsigned batch_limit;     /* digests a worker signs per wake-up */
+    unsigned queue_limit;     /* pending digests before TEMPFAIL */
+    char *user;               /* drop root to this user; NULL = stay */
+    char *signing_table;      /* "sub.example.com=example.com, .example.net=example.net" */
+    char *fallback_domain;    /* signs unknown domains (unaligned); NULL = none */
+    char *milter_socket;      /* "unix:/path" or "inet:PORT@HOST" */
+    int on_failure_accept;    /* on_failure = accept (1) | tempfail (0, default) */
+    unsigned lookup_cache_ms; /* milter keeps "which keys sign d" this long; 0 = ask each time */
+    char *log;                /* "stderr" or "syslog" */
 } conf;
 
 /* Reads path; when path is NULL, $DKIMHSM_CONF, else CONF_DEFAULT_PATH.

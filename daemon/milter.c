@@ -21,12 +21,21 @@
 #include "common/log.h"
 #include "conf/conf.h"
 #include "daemon/client.h"
+#include "daemon/lookup_cache.h"
 #include "daemon/remote_sign.h"
 #include "dkim/canon.h"
 #include "dkim/msg.h"
 
 static conf *cf;
 static ac *agent;
+static lc *lookups;
+
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
 
 /* One message in flight on one MTA connection. */
 struct msg {
@@ -219,56 +228,102 @@ static int insert_fields(SMFICTX *ctx, const struct conn *c, const dh_buf *field
     return 0;
 }
 
-static sfsistat sign_message(SMFICTX *ctx, struct conn *c, struct msg *m, struct outcome *o)
+/* Which keys sign this From: domain: the cached answer, or dkimhsmd's. */
+static int keys_for(const char *from, int fresh, ac_lookup *l, int *cached, dh_err *e)
 {
-    dh_buf from = {0}, fields = {0};
+    uint64_t now = now_ms();
+    *cached = !fresh && lc_get(lookups, from, now, l);
+    if (*cached)
+        return DH_OK;
+    int rc = ac_lookup_domain(agent, from, l, e);
+    if (rc == DH_OK)
+        lc_put(lookups, from, now, l);
+    return rc;
+}
+
+/* Signs with the keys l names; DH_OK with the fields appended to out. */
+static int sign_with(const struct msg *m, const ac_lookup *l, const uint8_t bh[32],
+                     struct outcome *o, dh_buf *out, dh_err *e)
+{
+    rs_key keys[RS_MAX_KEYS];
+    size_t n = 0;
+    o->sels[0] = '\0';
+    for (; n < l->count && n < RS_MAX_KEYS; n++) {
+        keys[n] = (rs_key){l->sel[n].selector, (enum dkim_alg)l->sel[n].alg};
+        snprintf(o->sels + strlen(o->sels), sizeof(o->sels) - strlen(o->sels), "%s%s/%s",
+                 n ? "," : "", l->sel[n].selector, dkim_alg_keytype(keys[n].alg));
+    }
+    snprintf(o->d, sizeof(o->d), "%s", l->domain);
+    long long t = (long long)time(NULL);
+    rs_params p = {l->domain,
+                   cf->hdr_canon,
+                   cf->body_canon,
+                   NULL,
+                   cf->sign_headers,
+                   cf->oversign_headers,
+                   t,
+                   cf->signature_ttl ? t + cf->signature_ttl : -1};
+    return rs_sign(agent, m->hdrs, bh, &p, keys, n, out, e);
+}
+
+/* What the answer and the signing outcome mean for the message. */
+static sfsistat decide(SMFICTX *ctx, struct conn *c, const ac_lookup *l, int rc, dh_err *e,
+                       const dh_buf *fields, struct outcome *o)
+{
+    if (l->status == AP_NOTFOUND)
+        return pass_unsigned(o, "no key signs for this domain");
+    if (l->status != AP_OK)
+        return failure(ctx, o, l->reason);
+    if (rc == DH_EUNSIGNABLE || rc == DH_EINVAL)
+        return pass_unsigned(o, e->msg);
+    if (rc != DH_OK)
+        return failure(ctx, o, e->msg);
+    if (insert_fields(ctx, c, fields, l->count < RS_MAX_KEYS ? l->count : RS_MAX_KEYS) != 0)
+        return failure(ctx, o, "the MTA refused to insert the header");
+    o->result = "signed";
+    return SMFIS_ACCEPT;
+}
+
+/* Looks up the keys and signs. A refusal after a cached answer means the
+ * keys changed (a selector revoked or replaced): forget it and ask again. */
+static sfsistat lookup_and_sign(SMFICTX *ctx, struct conn *c, struct msg *m, const char *from,
+                                const uint8_t bh[32], struct outcome *o)
+{
+    dh_buf fields = {0};
     dh_err e = {0};
     ac_lookup l;
+    int cached = 0, answered = 0, rc = DH_OK;
+    for (int fresh = 0; fresh < 2; fresh++) {
+        rc = keys_for(from, fresh, &l, &cached, &e);
+        answered = rc == DH_OK;
+        if (!answered || l.status != AP_OK)
+            break;
+        fields.len = 0;
+        rc = sign_with(m, &l, bh, o, &fields, &e);
+        if (!(rc == DH_EPERM && cached))
+            break;
+        lc_drop(lookups, from);
+    }
+    /* No answer at all: dkimhsmd unreachable. */
+    sfsistat r = answered ? decide(ctx, c, &l, rc, &e, &fields, o) : failure(ctx, o, e.msg);
+    dh_buf_free(&fields);
+    return r;
+}
+
+static sfsistat sign_message(SMFICTX *ctx, struct conn *c, struct msg *m, struct outcome *o)
+{
+    dh_buf from = {0};
+    dh_err e = {0};
     uint8_t bh[32];
     sfsistat r;
     if (dkim_hdrs_check_signable(m->hdrs, &e) != DH_OK ||
         dkim_hdrs_from_domain(m->hdrs, &from, &e) != DH_OK || m->body == NULL)
         r = pass_unsigned(o, m->body ? e.msg : "no end of header seen");
-    else if (ac_lookup_domain(agent, (const char *)from.data, &l, &e) != DH_OK)
-        r = failure(ctx, o, e.msg);
-    else if (l.status == AP_NOTFOUND)
-        r = pass_unsigned(o, "no key signs for this domain");
-    else if (l.status != AP_OK)
-        r = failure(ctx, o, l.reason);
     else if (dkim_body_final(m->body, bh, NULL) != DH_OK)
         r = failure(ctx, o, "body hash failed");
-    else {
-        rs_key keys[RS_MAX_KEYS];
-        size_t n = 0;
-        for (; n < l.count && n < RS_MAX_KEYS; n++) {
-            keys[n] = (rs_key){l.sel[n].selector, (enum dkim_alg)l.sel[n].alg};
-            snprintf(o->sels + strlen(o->sels), sizeof(o->sels) - strlen(o->sels), "%s%s/%s",
-                     n ? "," : "", l.sel[n].selector, dkim_alg_keytype(keys[n].alg));
-        }
-        snprintf(o->d, sizeof(o->d), "%s", l.domain);
-        long long t = (long long)time(NULL);
-        rs_params p = {l.domain,
-                       cf->hdr_canon,
-                       cf->body_canon,
-                       NULL,
-                       cf->sign_headers,
-                       cf->oversign_headers,
-                       t,
-                       cf->signature_ttl ? t + cf->signature_ttl : -1};
-        int rc = rs_sign(agent, m->hdrs, bh, &p, keys, n, &fields, &e);
-        if (rc == DH_EUNSIGNABLE || rc == DH_EINVAL)
-            r = pass_unsigned(o, e.msg);
-        else if (rc != DH_OK)
-            r = failure(ctx, o, e.msg);
-        else if (insert_fields(ctx, c, &fields, n) != 0)
-            r = failure(ctx, o, "the MTA refused to insert the header");
-        else {
-            o->result = "signed";
-            r = SMFIS_ACCEPT;
-        }
-    }
+    else
+        r = lookup_and_sign(ctx, c, m, (const char *)from.data, bh, o);
     dh_buf_free(&from);
-    dh_buf_free(&fields);
     return r;
 }
 
@@ -361,6 +416,8 @@ static int start(const char *config, dh_err *e)
     /* Connections to dkimhsmd, shared by libmilter's threads; a signature
      * request that waits longer than this is tempfailed. */
     rc = ac_new(cf->agent_socket, 64, 10000, &agent, e);
+    if (rc == DH_OK)
+        rc = lc_new(cf->lookup_cache_ms, &lookups, e);
     if (rc != DH_OK)
         return rc;
     if (smfi_setconn(cf->milter_socket) != MI_SUCCESS || smfi_register(filter) != MI_SUCCESS ||
@@ -386,12 +443,14 @@ int main(int argc, char **argv)
     int rc = start(config, &e);
     if (rc != DH_OK) {
         fprintf(stderr, "dkimhsm-milter: %s\n", e.msg);
+        lc_free(lookups);
         ac_free(agent);
         conf_free(cf);
         return dh_err_exit_status(rc);
     }
     dh_log(DH_LOG_INFO, "ready on %s, signing through %s", cf->milter_socket, cf->agent_socket);
     rc = smfi_main() == MI_SUCCESS ? 0 : 1;
+    lc_free(lookups);
     ac_free(agent);
     conf_free(cf);
     return rc;

@@ -25,3 +25,9 @@ if(DKIMHSM_FUZZ)
   target_compile_options(fuzz_proto PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_options(fuzz_proto PRIVATE -fsanitize=fuzzer,address,undefined)
 endif()
+
+# The milter's cache of LOOKUP answers (daemon/lookup_cache.h).
+add_executable(test_lookup_cache test_lookup_cache.c ${CMAKE_SOURCE_DIR}/daemon/lookup_cache.c)
+target_link_libraries(test_lookup_cache PRIVATE dh_testlib dh_agentc Threads::Threads)
+add_test(NAME proto_lookup_cache COMMAND test_lookup_cache)
+set_tests_properties(proto_lookup_cache PROPERTIES LABELS proto)

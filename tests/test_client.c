@@ -300,7 +300,9 @@ static ap_sign req(const char *domain, const char *selector)
 static int result_is(const ac_result *r, const char *domain, const char *selector)
 {
     char want[600];
-    snprintf(want, sizeof(want), "sig:%s/%s", domain, selector);
+    int n = snprintf(want, sizeof(want), "sig:%s/%s", domain, selector);
+    if (n < 0 || (size_t)n >= sizeof(want))
+        return 0;
     return r->status == AP_OK && r->sig.len == strlen(want) &&
            memcmp(r->sig.data, want, r->sig.len) == 0;
 }

@@ -446,12 +446,11 @@ static void parse_threads(struct opts *o, const char *s)
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
-    static const struct option lo[] = {{"module", 1, NULL, 'm'},   {"token", 1, NULL, 't'},
-                                       {"pin-file", 1, NULL, 'p'}, {"type", 1, NULL, 'k'},
-                                       {"threads", 1, NULL, 'n'},  {"seconds", 1, NULL, 's'},
-                                       {"rounds", 1, NULL, 'r'},   {"batch", 1, NULL, 'b'},
-                                       {"label", 1, NULL, 'l'},    {"raw-only", 0, NULL, 'R'},
-                                       {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {
+        {"module", 1, NULL, 'm'},   {"token", 1, NULL, 't'},   {"pin-file", 1, NULL, 'p'},
+        {"type", 1, NULL, 'k'},     {"threads", 1, NULL, 'n'}, {"seconds", 1, NULL, 's'},
+        {"rounds", 1, NULL, 'r'},   {"batch", 1, NULL, 'b'},   {"label", 1, NULL, 'l'},
+        {"raw-only", 0, NULL, 'R'}, {NULL, 0, NULL, 0}};
     int c;
     char *end;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
