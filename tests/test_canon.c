@@ -225,6 +225,211 @@ static void test_chunking_random(void)
     }
 }
 
+/* A second reference, independent of both the state machine and reference():
+ * the RFC 6376 steps as separate passes over the whole body in memory, one
+ * byte at a time. The missing final CRLF is added first (canon.h: the MTA
+ * transmits one), then §3.4.4 b, §3.4.4 a, §3.4.3 / §3.4.4 c, then l=. */
+static int ends_crlf(const dh_buf *b)
+{
+    return b->len >= 2 && b->data[b->len - 2] == '\r' && b->data[b->len - 1] == '\n';
+}
+
+static void relaxed_passes(dh_buf *b)
+{
+    size_t w = 0;
+    for (size_t r = 0; r < b->len; r++) { /* WSP run -> one SP; every SP left came from WSP */
+        int wsp = b->data[r] == ' ' || b->data[r] == '\t';
+        if (!(wsp && w > 0 && b->data[w - 1] == ' '))
+            b->data[w++] = wsp ? ' ' : b->data[r];
+    }
+    b->len = w;
+    w = 0;
+    for (size_t r = 0; r < b->len; r++) /* the SP left before a CRLF goes */
+        if (!(b->data[r] == ' ' && r + 2 < b->len && b->data[r + 1] == '\r' &&
+              b->data[r + 2] == '\n'))
+            b->data[w++] = b->data[r];
+    b->len = w;
+}
+
+static void reference_passes(enum dkim_canon c, long long limit, const uint8_t *p, size_t n,
+                             dh_buf *out)
+{
+    CHECK_OK(dh_buf_append(out, p, n));
+    if (out->len > 0 && !ends_crlf(out))
+        CHECK_OK(dh_buf_append(out, "\r\n", 2));
+    if (c == DKIM_CANON_RELAXED)
+        relaxed_passes(out);
+    while (out->len >= 4 && ends_crlf(out) && out->data[out->len - 4] == '\r' &&
+           out->data[out->len - 3] == '\n')
+        out->len -= 2; /* the last line is empty: drop it */
+    if (c == DKIM_CANON_RELAXED && out->len == 2 && ends_crlf(out))
+        out->len = 0; /* nothing but empty lines */
+    if (c == DKIM_CANON_SIMPLE && out->len == 0)
+        CHECK_OK(dh_buf_append(out, "\r\n", 2));
+    if (limit >= 0 && (size_t)limit < out->len)
+        out->len = (size_t)limit;
+}
+
+static unsigned long next_rand(unsigned long *seed)
+{
+    *seed = *seed * 6364136223846793005UL + 1442695040888963407UL;
+    return (unsigned long)(*seed >> 33);
+}
+
+/* Bodies biased towards the bytes that matter, with plain runs long enough
+ * (sometimes thousands of bytes) for the block scan to fill the stage, and
+ * special sequences placed at every offset. */
+static size_t random_body(unsigned long *seed, uint8_t *p, size_t max)
+{
+    static const char *const pieces[] = {
+        "\r\n",  "\r\n\r\n", " ",      "  ",   "\t", " \t ", "\r",   "\n", "\r\n ",
+        " \r\n", "\r\n\t",   "\r\r\n", "\n\r", "x",  "\0",   "\xff", ". ", " x\r\n\r\n",
+    };
+    size_t n = 0, want = next_rand(seed) % (max + 1);
+    while (n < want) {
+        size_t k;
+        if (next_rand(seed) % 3 == 0) {
+            k = next_rand(seed) % (next_rand(seed) % 8 == 0 ? 3000 : 40);
+            k = k < want - n ? k : want - n;
+            for (size_t i = 0; i < k; i++)
+                p[n + i] = (uint8_t)('a' + next_rand(seed) % 26);
+        } else {
+            size_t j = next_rand(seed) % (sizeof(pieces) / sizeof(pieces[0]));
+            k = pieces[j][0] == '\0' ? 1 : strlen(pieces[j]);
+            k = k < want - n ? k : want - n;
+            memcpy(p + n, pieces[j], k);
+        }
+        n += k;
+    }
+    /* Often end on blank and WSP-only lines, long enough to reach the block
+     * scan, so that what it passed over turns out to be trailing. */
+    for (size_t k = next_rand(seed) % 2 ? next_rand(seed) % 64 : 0; k > 0 && n < max; k--)
+        p[n++] = (uint8_t) "\r\n\r\n \t"[next_rand(seed) % 6];
+    return n;
+}
+
+/* Feeds p in pieces of 0..maxchunk bytes chosen from seed. */
+static void hash_pieces(enum dkim_canon c, long long limit, const uint8_t *p, size_t n,
+                        size_t maxchunk, unsigned long seed, uint8_t out[32],
+                        unsigned long long *hashed)
+{
+    dkim_body *b = dkim_body_new(c, limit);
+    CHECK(b != NULL);
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < n;) {
+        size_t k = next_rand(&seed) % (maxchunk + 1);
+        k = k < n - i ? k : n - i;
+        CHECK_OK(dkim_body_update(b, p + i, k));
+        i += k;
+    }
+    CHECK_OK(dkim_body_final(b, out, hashed));
+    dkim_body_free(b);
+}
+
+static void cross_check_one(enum dkim_canon c, unsigned long *seed, const uint8_t *p, size_t n)
+{
+    static const size_t maxchunks[] = {2, 7, 70, 1500, 40000};
+    dh_buf ref = {0}, ref2 = {0};
+    uint8_t want[32], got[32];
+    unsigned long long hashed = 0;
+    reference_passes(c, -1, p, n, &ref);
+    reference(c, p, n, &ref2); /* the two references agree */
+    CHECK_MEM(ref2.data ? ref2.data : (uint8_t *)"", ref2.len, ref.data, ref.len);
+    sha256(ref.data, ref.len, want);
+    body_hash(c, -1, p, n, 0, got, &hashed);
+    CHECK_MEM(got, 32, want, 32);
+    CHECK_EQ_INT(hashed, ref.len);
+    body_hash(c, -1, p, n, 1, got, NULL);
+    CHECK_MEM(got, 32, want, 32);
+    hash_pieces(c, -1, p, n, maxchunks[next_rand(seed) % 5], next_rand(seed), got, NULL);
+    CHECK_MEM(got, 32, want, 32);
+    /* l=: a random cut, sometimes past the end. */
+    long long limit = (long long)(next_rand(seed) % (ref.len + 10));
+    dh_buf_reset(&ref);
+    reference_passes(c, limit, p, n, &ref);
+    sha256(ref.data, ref.len, want);
+    hash_pieces(c, limit, p, n, maxchunks[next_rand(seed) % 5], next_rand(seed), got, &hashed);
+    CHECK_MEM(got, 32, want, 32);
+    CHECK_EQ_INT(hashed, ref.len);
+    dh_buf_free(&ref);
+    dh_buf_free(&ref2);
+}
+
+static void test_cross_check_reference(void)
+{
+    enum { MAX = 90000 };
+    uint8_t *p = malloc(MAX);
+    CHECK(p != NULL);
+    unsigned long seed = 20240611;
+    for (int round = 0; round < 400 && p != NULL; round++) {
+        size_t max = round % 10 == 9 ? MAX : round % 3 == 0 ? 4000 : 300;
+        size_t n = random_body(&seed, p, max);
+        cross_check_one(DKIM_CANON_SIMPLE, &seed, p, n);
+        cross_check_one(DKIM_CANON_RELAXED, &seed, p, n);
+    }
+    free(p);
+}
+
+static void check_against_passes(const uint8_t *p, size_t n)
+{
+    for (int c = 0; c < 2; c++) {
+        dh_buf ref = {0};
+        uint8_t want[32], got[32];
+        reference_passes((enum dkim_canon)c, -1, p, n, &ref);
+        sha256(ref.data, ref.len, want);
+        body_hash((enum dkim_canon)c, -1, p, n, 0, got, NULL);
+        CHECK_MEM(got, 32, want, 32);
+        body_hash((enum dkim_canon)c, -1, p, n, 1, got, NULL);
+        CHECK_MEM(got, 32, want, 32);
+        dh_buf_free(&ref);
+    }
+}
+
+/* Blank and WSP-only lines after text, in one buffer: the block scan sees
+ * them with enough lookahead, and must still stop so they can be held. */
+static void test_trailing_blank_runs(void)
+{
+    static const char *const tails[] = {
+        "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n",
+        "\r\n  \r\n\t\r\n \r\n\r\n  \r\n\t\r\n \r\n\r\n",
+        "  \t \r\n \t\r\n\t\r\n                    ",
+        "\r\n \r\n \r\n \r\n \r\n \r\n \r\n \r\n \r\n ",
+        "\r\n\t\r\n\t\r\n\t\r\n\t\r\n\t\r\n\t\r\n\t\r\n\t",
+    };
+    uint8_t p[200];
+    for (size_t t = 0; t < sizeof(tails) / sizeof(tails[0]); t++)
+        for (size_t lead = 1; lead < 40; lead += 3) {
+            size_t k = strlen(tails[t]);
+            memset(p, 'x', lead);
+            memcpy(p + lead, tails[t], k);
+            check_against_passes(p, lead + k);
+            memcpy(p + lead, "\r\n", 2); /* the same after a complete line */
+            memcpy(p + lead + 2, tails[t], k);
+            check_against_passes(p, lead + 2 + k);
+        }
+}
+
+/* Tens of KB of short lines that all stop the fast path, so every canonical
+ * byte goes through the stage in 1-, 2- and few-byte pieces; the leading
+ * line shifts where each piece falls relative to the stage's end. */
+static void test_stage_boundaries(void)
+{
+    enum { LINES = 9000 };
+    static const char line[] = "ab \r\n\r\n";
+    size_t n = 0;
+    uint8_t *p = malloc(16 + LINES * (sizeof(line) - 1));
+    CHECK(p != NULL);
+    for (size_t lead = 0; lead < 12 && p != NULL; lead++) {
+        memset(p, 'y', lead);
+        n = lead;
+        for (int i = 0; i < LINES; i++, n += sizeof(line) - 1)
+            memcpy(p + n, line, sizeof(line) - 1);
+        check_against_passes(p, n);
+    }
+    free(p);
+}
+
 static void test_large_body_constant_memory(void)
 {
     /* 8 MB of mostly empty lines and spaces, fed 64 KB at a time: the
@@ -302,6 +507,9 @@ int main(int argc, char **argv)
         {"trailing_empty_lines", test_trailing_empty_lines},
         {"nul_and_8bit", test_nul_and_8bit},
         {"chunking_random", test_chunking_random},
+        {"cross_check_reference", test_cross_check_reference},
+        {"trailing_blank_runs", test_trailing_blank_runs},
+        {"stage_boundaries", test_stage_boundaries},
         {"large_body_constant_memory", test_large_body_constant_memory},
         {"limit", test_limit},
         {"object_state", test_object_state},
