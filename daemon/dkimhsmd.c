@@ -52,18 +52,24 @@ static void harden(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static int drop_privileges(const char *user, dh_err *e)
+/* Once the token is open and the sockets listen, root is no longer needed.
+ * The agent socket goes to the user and its group first: front ends reach it
+ * through the group (mode 0660), and the daemon can remove it at exit. */
+static int drop_privileges(const char *user, const char *agent_socket, dh_err *e)
 {
     if (user == NULL || getuid() != 0)
         return DH_OK;
     struct passwd *pw = getpwnam(user);
     if (pw == NULL)
         return dh_err_set(e, DH_ECONFIG, "user '%s' does not exist", user);
+    if (agent_socket != NULL && chown(agent_socket, pw->pw_uid, pw->pw_gid) != 0)
+        return dh_err_set(e, DH_EPERM, "cannot give %s to user '%s'", agent_socket, user);
     if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
         return dh_err_set(e, DH_EPERM, "cannot become user '%s'", user);
     if (setuid(0) == 0)
         return dh_err_set(e, DH_EPERM, "privileges could be regained after dropping to '%s'", user);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* setuid resets it */
+    dh_log(DH_LOG_INFO, "running as user %s (uid %lu)", user, (unsigned long)pw->pw_uid);
     return DH_OK;
 }
 
@@ -127,9 +133,26 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
         event_add(d->drain_timer, &tick);
 }
 
+/* What the token layer knows (never a token call on the loop thread): down
+ * while it is lost and being recovered with backoff. */
 static int h_token_ok(void *arg)
 {
-    return hd_token_ok(((struct daemon *)arg)->handler);
+    hsm_health_info hi;
+    hsm_health(((struct daemon *)arg)->token, &hi);
+    return hi.usable;
+}
+static int h_token_detail(void *arg, dh_buf *out)
+{
+    hsm_health_info hi;
+    hsm_health(((struct daemon *)arg)->token, &hi);
+    if (hi.usable)
+        return dh_buf_printf(out, ",\"token_recoveries\":%lu", hi.recoveries);
+    return dh_buf_printf(out,
+                         ",\"token_recoveries\":%lu,\"token_error\":\"%s\","
+                         "\"token_down_since\":%lld,\"token_attempts\":%u,"
+                         "\"token_next_attempt_ms\":%u",
+                         hi.recoveries, hsm_ckr_name(hi.ckr), hi.since, hi.attempts,
+                         hi.next_attempt_ms);
 }
 static size_t h_queue(void *arg)
 {
@@ -181,7 +204,7 @@ static int open_front(struct daemon *d, dh_err *e)
     if (cf->agent_socket == NULL)
         return dh_err_set(e, DH_ECONFIG, "%s: agent_socket: required by dkimhsmd", cf->path);
     int rc = srv_new(d->base, cf->agent_socket, d->handler, d->pool, &d->server, e);
-    httpd_health hh = {h_token_ok, h_queue, h_keys, d};
+    httpd_health hh = {h_token_ok, h_queue, h_keys, h_token_detail, d};
     if (rc == DH_OK && cf->http_listen)
         rc = httpd_new(d->base, cf->http_listen, d->metrics, &hh, &d->http, e);
     d->sighup = evsignal_new(d->base, SIGHUP, on_sighup, d);
@@ -263,7 +286,7 @@ int main(int argc, char **argv)
     if (rc == DH_OK)
         rc = open_front(&d, &e);
     if (rc == DH_OK)
-        rc = drop_privileges(d.cf->user, &e);
+        rc = drop_privileges(d.cf->user, d.cf->agent_socket, &e);
     if (rc == DH_OK) {
         dh_log(DH_LOG_INFO, "ready on %s", d.cf->agent_socket);
         event_base_dispatch(d.base);

@@ -41,19 +41,24 @@ static void on_metrics(struct evhttp_request *req, void *arg)
     dh_buf_free(&body);
 }
 
-/* 200 when the token answers; 503 otherwise, so a load balancer or a
- * monitoring probe can tell without parsing. */
+/* 200 when the token is usable; 503 otherwise (down, or being recovered),
+ * so a load balancer or a monitoring probe can tell without parsing. */
 static void on_healthz(struct evhttp_request *req, void *arg)
 {
     httpd *h = arg;
     const httpd_health *hh = &h->health;
     int ok = hh->token_ok(hh->arg);
     dh_buf body = {0};
-    if (dh_buf_printf(&body,
-                      "{\"status\":\"%s\",\"token_logged_in\":%s,\"queue_depth\":%zu,"
-                      "\"selectors\":%zu}\n",
-                      ok ? "ok" : "token_unavailable", ok ? "true" : "false",
-                      hh->queue_depth(hh->arg), hh->keys(hh->arg)) != DH_OK)
+    int rc = dh_buf_printf(&body,
+                           "{\"status\":\"%s\",\"token_logged_in\":%s,\"queue_depth\":%zu,"
+                           "\"selectors\":%zu",
+                           ok ? "ok" : "token_unavailable", ok ? "true" : "false",
+                           hh->queue_depth(hh->arg), hh->keys(hh->arg));
+    if (rc == DH_OK && hh->token_detail != NULL)
+        rc = hh->token_detail(hh->arg, &body);
+    if (rc == DH_OK)
+        rc = dh_buf_puts(&body, "}\n");
+    if (rc != DH_OK)
         evhttp_send_error(req, 500, NULL);
     else
         reply(req, ok ? 200 : 503, "application/json", &body);

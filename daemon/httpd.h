@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <stddef.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "daemon/metrics.h"
 
@@ -16,9 +17,11 @@ typedef struct httpd httpd;
 
 /* What /healthz reports, asked at each request. */
 typedef struct httpd_health {
-    int (*token_ok)(void *arg);       /* 1 when the last token operation worked */
+    int (*token_ok)(void *arg);       /* 1 when the token is usable and logged in */
     size_t (*queue_depth)(void *arg); /* digests waiting */
     size_t (*keys)(void *arg);        /* selectors known */
+    /* May be NULL: appends more ,"name":value JSON members about the token. */
+    int (*token_detail)(void *arg, dh_buf *out);
     void *arg;
 } httpd_health;
 

@@ -20,6 +20,9 @@
 
 /* Sanity bound: the config allows 256; more threads than this is a bug. */
 #define WP_MAX_WORKERS 1024
+/* An idle worker asks the token this often whether it is there (hsm_probe),
+ * so that a lost token is noticed, and brought back, without traffic. */
+#define WP_PROBE_MS 1000
 
 struct wp {
     hsm *h;
@@ -55,14 +58,30 @@ static size_t batch_share(const wp *p)
     return share;
 }
 
-/* Blocks until there is work or the pool stops with an empty queue (returns
- * NULL then). Unlinks the batch and reports its size in *n. */
-static wp_job *take_batch(wp *p, size_t *n)
+static struct timespec deadline_in(unsigned ms)
 {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t); /* the clock of p->cv (pool_init) */
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+/* Blocks until there is work, the pool stops with an empty queue, or
+ * WP_PROBE_MS pass idle (*idle = 1); returns NULL in the last two cases.
+ * Unlinks the batch and reports its size in *n. */
+static wp_job *take_batch(wp *p, size_t *n, int *idle)
+{
+    struct timespec until = deadline_in(WP_PROBE_MS);
+    *idle = 0;
     pthread_mutex_lock(&p->mu);
-    while (p->head == NULL && !p->stopping) {
+    while (p->head == NULL && !p->stopping && !*idle) {
         p->nidle++;
-        pthread_cond_wait(&p->cv, &p->mu);
+        *idle = pthread_cond_timedwait(&p->cv, &p->mu, &until) == ETIMEDOUT;
         p->nidle--;
     }
     wp_job *first = p->head, *last = NULL;
@@ -144,14 +163,29 @@ static void finish_batch(wp *p, wp_job *first, wp_job *last, size_t n)
     wake_loop(p);
 }
 
+/* Nothing to sign for WP_PROBE_MS: ask the token. A failure needs nothing
+ * from us: the hsm logs the loss and each recovery attempt once, and
+ * hsm_health (GET /healthz) reports it. */
+static void probe_idle(wp *p)
+{
+    dh_err e = {0};
+    int rc = hsm_probe(p->h, WP_PROBE_MS, &e);
+    (void)rc;
+}
+
 static void *worker_main(void *arg)
 {
     wp *p = arg;
     for (;;) {
         size_t n = 0;
-        wp_job *first = take_batch(p, &n);
-        if (first == NULL)
+        int idle = 0;
+        wp_job *first = take_batch(p, &n, &idle);
+        if (first == NULL && !idle)
             return NULL; /* stopping and nothing left */
+        if (first == NULL) {
+            probe_idle(p);
+            continue;
+        }
         wp_job *last = first;
         for (wp_job *j = first; j != NULL; j = j->next) {
             sign_one(p, j, (unsigned)n);
@@ -173,6 +207,19 @@ static int check_args(unsigned workers, unsigned batch_limit, unsigned queue_lim
     return DH_OK;
 }
 
+/* A condition variable whose timed waits use CLOCK_MONOTONIC. */
+static int cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        return -1;
+    int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return rc;
+}
+
 /* Everything but the threads; on failure the caller frees p with wp_free,
  * which undoes exactly what was done. */
 static int pool_init(wp *p, hsm *h, unsigned workers, dh_err *e)
@@ -180,7 +227,7 @@ static int pool_init(wp *p, hsm *h, unsigned workers, dh_err *e)
     p->h = h;
     if (pthread_mutex_init(&p->mu, NULL) != 0)
         return dh_err_set(e, DH_ENOMEM, "worker pool: cannot create a lock");
-    if (pthread_cond_init(&p->cv, NULL) != 0) {
+    if (cond_init_monotonic(&p->cv) != 0) {
         pthread_mutex_destroy(&p->mu);
         return dh_err_set(e, DH_ENOMEM, "worker pool: cannot create a condition variable");
     }

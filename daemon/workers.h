@@ -10,6 +10,8 @@
  * the wake fd once.
  * The loop thread watches wp_wake_fd() and calls wp_drain(), which runs the
  * completion callback for every finished job on the loop thread.
+ * A worker idle for a second asks the token whether it is still there
+ * (hsm_probe), so a lost token is noticed and recovered without traffic.
  */
 #ifndef DAEMON_WORKERS_H
 #define DAEMON_WORKERS_H

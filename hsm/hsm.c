@@ -76,9 +76,8 @@ static int note_label(dh_buf *seen, const CK_TOKEN_INFO *ti)
 
 /* Looks at each slot with a token; exactly one initialized token must match. */
 static int match_slots(hsm_op *op, P11KitUri *uri, const CK_SLOT_ID *slots, CK_ULONG n,
-                       dh_buf *seen, unsigned *matches)
+                       dh_buf *seen, unsigned *matches, CK_SLOT_ID *slot, CK_TOKEN_INFO *tinfo)
 {
-    hsm *h = op->h;
     for (CK_ULONG i = 0; i < n; i++) {
         CK_TOKEN_INFO ti;
         if (P11(op, C_GetTokenInfo, slots[i], &ti) != DH_OK)
@@ -89,38 +88,47 @@ static int match_slots(hsm_op *op, P11KitUri *uri, const CK_SLOT_ID *slots, CK_U
             return dh_err_set(op->e, DH_ENOMEM, "out of memory");
         if (p11_kit_uri_match_token_info(uri, &ti) == 1) {
             if (++*matches == 1) {
-                h->slot = slots[i];
-                h->tinfo = ti;
+                *slot = slots[i];
+                *tinfo = ti;
             }
         }
     }
+    op->rv = CKR_OK; /* a slot skipped above is not the answer */
     return DH_OK;
 }
 
-static int find_token(hsm *h, const char *uri_text, dh_err *e)
+int hsm_token_find(hsm_op *op, CK_SLOT_ID *slot, CK_TOKEN_INFO *ti)
 {
+    hsm *h = op->h;
+    dh_err *e = op->e;
     P11KitUri *uri = NULL;
-    int rc = parse_uri(uri_text, &uri, e);
+    int rc = parse_uri(h->token_uri, &uri, e);
     if (rc != DH_OK)
         return rc;
-    hsm_op op = {.h = h, .e = e};
     CK_SLOT_ID slots[MAX_SLOTS];
     CK_ULONG n = MAX_SLOTS;
     dh_buf seen = {0};
     unsigned matches = 0;
-    rc = P11(&op, C_GetSlotList, CK_TRUE, slots, &n);
+    rc = P11(op, C_GetSlotList, CK_TRUE, slots, &n);
     if (rc == DH_OK)
-        rc = match_slots(&op, uri, slots, n, &seen, &matches);
+        rc = match_slots(op, uri, slots, n, &seen, &matches, slot, ti);
     if (rc == DH_OK && matches == 0)
-        rc = dh_err_set(e, DH_ENOTFOUND, "no token matches %s; tokens seen: %s", uri_text,
+        rc = dh_err_set(e, DH_ENOTFOUND, "no token matches %s; tokens seen: %s", h->token_uri,
                         seen.len ? (char *)seen.data : "(none)");
     else if (rc == DH_OK && matches > 1)
         rc = dh_err_set(e, DH_EINVAL, "%u tokens match %s (%s); add serial= to the URI", matches,
-                        uri_text, (char *)seen.data);
-    if (rc == DH_OK && (h->label = trimmed_label(h->tinfo.label, sizeof h->tinfo.label)) == NULL)
-        rc = dh_err_set(e, DH_ENOMEM, "out of memory");
+                        h->token_uri, (char *)seen.data);
     dh_buf_free(&seen);
     p11_kit_uri_free(uri);
+    return rc;
+}
+
+static int find_token(hsm *h, dh_err *e)
+{
+    hsm_op op = {.h = h, .e = e};
+    int rc = hsm_token_find(&op, &h->slot, &h->tinfo);
+    if (rc == DH_OK && (h->label = trimmed_label(h->tinfo.label, sizeof h->tinfo.label)) == NULL)
+        rc = dh_err_set(e, DH_ENOMEM, "out of memory");
     return rc;
 }
 
@@ -141,24 +149,26 @@ static hsm *hsm_new(const hsm_config *cfg)
     pthread_mutex_init(&h->mu, NULL);
     pthread_mutex_init(&h->login_mu, NULL);
     pthread_cond_init(&h->cv, NULL);
+    hsm_gate_init(h);
     const char *t = getenv("DKIMHSM_PKCS11_TRACE");
     h->trace = t != NULL && *t != '\0';
     h->pid = getpid();
     h->pin_file = strdup(cfg->pin_file);
-    if (h->pin_file == NULL) {
+    h->token_uri = strdup(cfg->token_uri);
+    if (h->pin_file == NULL || h->token_uri == NULL) {
         hsm_close(h);
         return NULL;
     }
     return h;
 }
 
-/* The first session logs in, so a wrong PIN is reported by hsm_open. */
-static int first_session(hsm *h, dh_err *e)
+/* The first session logs in, so a wrong PIN is reported by hsm_open (and a
+ * re-initialisation is only called a success once it is logged in). */
+int hsm_first_session(hsm_op *op)
 {
-    CK_SESSION_HANDLE s;
-    int rc = hsm_session_get(h, &s, e);
+    int rc = hsm_session_get(op);
     if (rc == DH_OK)
-        hsm_session_put(h, s, 0);
+        hsm_session_put(op->h, op->s, 0);
     return rc;
 }
 
@@ -178,11 +188,12 @@ int hsm_open(const hsm_config *cfg, hsm **out, dh_err *e)
         return dh_err_set(e, DH_ENOMEM, "out of memory");
     rc = load_module(h, cfg->module, e);
     if (rc == DH_OK)
-        rc = find_token(h, cfg->token_uri, e);
+        rc = find_token(h, e);
     if (rc == DH_OK)
         rc = hsm_pool_init(h, cfg->pool_size ? cfg->pool_size : 4, e);
+    hsm_op op = {.h = h, .e = e};
     if (rc == DH_OK)
-        rc = first_session(h, e);
+        rc = hsm_first_session(&op);
     if (rc != DH_OK) {
         hsm_close(h);
         return rc;
@@ -207,10 +218,12 @@ void hsm_close(hsm *h)
             p11_kit_module_release(h->f);
     }
     free(h->idle);
+    hsm_gate_destroy(h);
     pthread_cond_destroy(&h->cv);
     pthread_mutex_destroy(&h->login_mu);
     pthread_mutex_destroy(&h->mu);
     free(h->pin_file);
+    free(h->token_uri);
     free(h->label);
     free(h);
 }

@@ -8,9 +8,26 @@
  *
  * Thread safety: an hsm may be used from many threads at once. Each signature
  * in flight takes a session of its own from a bounded pool; a session broken
- * by CKR_SESSION_HANDLE_INVALID / CKR_SESSION_CLOSED / CKR_DEVICE_REMOVED /
- * CKR_USER_NOT_LOGGED_IN is reopened (and the token logged in again) once
- * before the error is returned. Token errors carry the CKR_ name in dh_err.
+ * by CKR_SESSION_HANDLE_INVALID / CKR_SESSION_CLOSED / CKR_USER_NOT_LOGGED_IN
+ * is reopened (and the token logged in again) once, and a stale key handle
+ * (CKR_OBJECT_HANDLE_INVALID, as SoftHSM says after a logout) is found again
+ * by CKA_ID once, before the error is returned. Token errors carry the CKR_
+ * name in dh_err.
+ *
+ * Recovery: when the token itself is gone (CKR_DEVICE_REMOVED,
+ * CKR_TOKEN_NOT_PRESENT, CKR_SLOT_ID_INVALID, CKR_CRYPTOKI_NOT_INITIALIZED,
+ * CKR_DEVICE_ERROR, or a failure after which C_GetTokenInfo fails too - SoftHSM
+ * with its token directory moved away says CKR_GENERAL_ERROR), or when the
+ * new login a lost session needs is refused (CKR_PIN_INCORRECT etc.), the
+ * hsm is marked down and re-initialised: new operations wait while the ones in
+ * flight finish, then C_Finalize, C_Initialize, the token is found again by
+ * its URI (its slot may change), the user logs in, and every hsm_key finds
+ * its object again on first use. No restart and no new hsm_key is needed.
+ * The first attempt runs at once; while attempts fail they run at most once
+ * per interval, 100 ms doubling to 5 s (reset by an operation that works),
+ * and every operation in between fails fast with DH_ETOKEN and "token 'X'
+ * unavailable (CKR_...), next attempt in N ms" without touching the token.
+ * The loss, each failed attempt and the recovery are logged once each.
  *
  * Fork before hsm_open(), never after: PKCS#11 state is not fork-safe. In a
  * child of the process that opened it, every operation fails with DH_ESTATE
@@ -101,6 +118,26 @@ int hsm_key_destroy(hsm *h, const uint8_t *id, size_t idlen, dh_err *e) DH_WUR;
  * OpenSSL with the libp11 engine: "pkcs11:token=<label>;id=%AB%01...;type=private",
  * percent-encoded per RFC 7512 (p11-kit writes uppercase hex, RFC 3986 §2.1). */
 int hsm_key_uri(hsm *h, const uint8_t *id, size_t idlen, dh_buf *out, dh_err *e) DH_WUR;
+
+/* What the hsm knows of its token, without asking it (hsm_probe asks). */
+typedef struct hsm_health_info {
+    int usable;               /* 1 unless the token is down (see Recovery above) */
+    unsigned long ckr;        /* why it is down: a CKR_ value for hsm_ckr_name(); 0 if usable */
+    long long since;          /* when it went down, seconds since the epoch; 0 if usable */
+    unsigned attempts;        /* recovery attempts that failed since then */
+    unsigned next_attempt_ms; /* until the next attempt is allowed; 0: the next operation */
+    unsigned long recoveries; /* successful re-initialisations since hsm_open */
+} hsm_health_info;
+
+/* Fills *out; never blocks on the token (safe on an event loop thread). */
+void hsm_health(hsm *h, hsm_health_info *out);
+
+/* Asks the token whether it is there and we are logged in (C_GetTokenInfo,
+ * C_GetSessionInfo, C_Login when logged out), recovering as any operation
+ * does. No C_* call when an operation worked less than max_age_ms ago, or
+ * while the backoff says wait (DH_ETOKEN then). For an idle caller that
+ * wants a lost token noticed and brought back without traffic. */
+int hsm_probe(hsm *h, unsigned max_age_ms, dh_err *e) DH_WUR;
 
 /* "CKR_PIN_INCORRECT" etc.; "CKR_0x%08lx" (static buffer per thread) for
  * unknown values. */

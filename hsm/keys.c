@@ -172,6 +172,7 @@ static int key_open_fn(hsm_op *op, void *arg)
         return dh_err_set(op->e, DH_EEXIST, "several private keys with id %s on token '%s'",
                           dh_hex(k->id, k->idlen, hex, sizeof hex), op->h->label);
     k->obj = objs[0];
+    k->gen = op->gen;
     return describe_key(op, objs[0], k);
 }
 

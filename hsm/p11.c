@@ -151,7 +151,35 @@ int hsm_p11_status(CK_RV rv)
 int hsm_rv_session_lost(CK_RV rv)
 {
     return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
-           rv == CKR_DEVICE_REMOVED || rv == CKR_USER_NOT_LOGGED_IN;
+           rv == CKR_USER_NOT_LOGGED_IN;
+}
+
+/* PKCS#11 3.1 §5.1: after CKR_DEVICE_REMOVED / CKR_TOKEN_NOT_PRESENT every
+ * session is gone; a module that was finalized under us says
+ * CKR_CRYPTOKI_NOT_INITIALIZED; a slot that went away with its token,
+ * CKR_SLOT_ID_INVALID. */
+int hsm_rv_token_gone(CK_RV rv)
+{
+    return rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_SLOT_ID_INVALID ||
+           rv == CKR_CRYPTOKI_NOT_INITIALIZED || rv == CKR_TOKEN_NOT_RECOGNIZED ||
+           rv == CKR_DEVICE_ERROR;
+}
+
+/* The login that a reopened session or a refound key needs was refused: the
+ * token is unusable until the PIN file is right again, and a login per
+ * message could lock the PIN. */
+int hsm_rv_login_refused(CK_RV rv)
+{
+    return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE ||
+           rv == CKR_PIN_EXPIRED || rv == CKR_PIN_LOCKED || rv == CKR_USER_PIN_NOT_INITIALIZED;
+}
+
+/* SoftHSM with its token directory gone answers CKR_GENERAL_ERROR to
+ * C_GetTokenInfo while sessions still look fine (FACTS.md): a failure like
+ * these is checked against the token before it is believed. */
+int hsm_rv_suspect(CK_RV rv)
+{
+    return rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED || rv == CKR_DEVICE_MEMORY;
 }
 
 void hsm_p11_begin(hsm_op *op)

@@ -1,5 +1,5 @@
 /*
- * pool.c - the bounded session pool, login, and the retry rule.
+ * pool.c - the bounded session pool and login (the retry rule is in run.c).
  *
  * Each operation in flight holds a session of its own (FACTS.md: one session
  * per thread; SoftHSM re-validates the key on every C_SignInit). Sessions are
@@ -58,39 +58,39 @@ int hsm_login(hsm_op *op)
     return rc;
 }
 
-static int session_open(hsm *h, CK_SESSION_HANDLE *out, dh_err *e)
+static int session_open(hsm_op *op)
 {
-    hsm_op op = {.h = h, .e = e};
+    hsm *h = op->h;
     /* Read/write: generation, import and destroy create or delete token objects. */
     int rc =
-        P11(&op, C_OpenSession, h->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &op.s);
+        P11(op, C_OpenSession, h->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &op->s);
     if (rc != DH_OK) {
-        dh_err_prefix(e, "token '%s'", h->label);
+        dh_err_prefix(op->e, "token '%s'", h->label);
         return rc;
     }
-    rc = hsm_login(&op);
+    rc = hsm_login(op);
     if (rc != DH_OK) {
-        hsm_op closer = {.h = h, .s = op.s};
-        (void)P11(&closer, C_CloseSession, op.s);
-        return rc;
+        hsm_op closer = {.h = h, .s = op->s};
+        (void)P11(&closer, C_CloseSession, op->s);
+        op->s = CK_INVALID_HANDLE;
     }
-    *out = op.s;
-    return DH_OK;
+    return rc;
 }
 
-int hsm_session_get(hsm *h, CK_SESSION_HANDLE *out, dh_err *e)
+int hsm_session_get(hsm_op *op)
 {
+    hsm *h = op->h;
     pthread_mutex_lock(&h->mu);
     while (h->nidle == 0 && h->nopen >= h->size)
         pthread_cond_wait(&h->cv, &h->mu);
     if (h->nidle > 0) {
-        *out = h->idle[--h->nidle];
+        op->s = h->idle[--h->nidle];
         pthread_mutex_unlock(&h->mu);
         return DH_OK;
     }
     h->nopen++; /* reserve the slot, then open outside the lock */
     pthread_mutex_unlock(&h->mu);
-    int rc = session_open(h, out, e);
+    int rc = session_open(op);
     if (rc != DH_OK) {
         pthread_mutex_lock(&h->mu);
         h->nopen--;
@@ -133,85 +133,19 @@ void hsm_session_put(hsm *h, CK_SESSION_HANDLE s, int broken)
     pthread_mutex_unlock(&h->mu);
 }
 
+void hsm_pool_forget(hsm *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->nidle = 0;
+    h->nopen = 0;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
 void hsm_pool_destroy(hsm *h)
 {
     drop_idle(h);
     free(h->idle);
     h->idle = NULL;
     h->nopen = 0;
-}
-
-static CK_OBJECT_HANDLE key_obj(hsm_key *k)
-{
-    pthread_mutex_lock(&k->mu);
-    CK_OBJECT_HANDLE o = k->obj;
-    pthread_mutex_unlock(&k->mu);
-    return o;
-}
-
-/* The handle went stale (SoftHSM after a logout, a token re-inserted): log in
- * again if the token forgot us, and find the key by its CKA_ID. */
-static int key_refind(hsm_op *op, hsm_key *k)
-{
-    int rc = hsm_login(op);
-    CK_OBJECT_HANDLE obj;
-    size_t n = 0;
-    if (rc == DH_OK)
-        rc = hsm_find(op, CKO_PRIVATE_KEY, k->id, k->idlen, &obj, 1, &n);
-    if (rc == DH_OK && n == 0) {
-        char hex[2 * 64 + 4];
-        rc = dh_err_set(op->e, DH_ENOTFOUND, "private key id %s is no longer on token '%s'",
-                        dh_hex(k->id, k->idlen, hex, sizeof hex), op->h->label);
-    }
-    if (rc != DH_OK)
-        return rc;
-    pthread_mutex_lock(&k->mu);
-    k->obj = obj;
-    pthread_mutex_unlock(&k->mu);
-    return DH_OK;
-}
-
-enum next_step { GIVE_UP, REOPEN, REFIND };
-
-/* After a failure: a lost session is replaced once, a stale key handle is
- * looked up again once; anything else is the answer. */
-static enum next_step after_failure(const hsm_op *op, const hsm_key *k, int reopened, int refound)
-{
-    if (hsm_rv_session_lost(op->rv))
-        return reopened ? GIVE_UP : REOPEN;
-    if (k != NULL && !refound &&
-        (op->rv == CKR_OBJECT_HANDLE_INVALID || op->rv == CKR_KEY_HANDLE_INVALID))
-        return REFIND;
-    return GIVE_UP;
-}
-
-int hsm_run(hsm *h, hsm_key *k, hsm_op_fn fn, void *arg, dh_err *e)
-{
-    /* A child has copies of the parent's session handles; using them would mix
-     * the two processes' token state (a real HSM would just fail later). */
-    if (getpid() != h->pid)
-        return dh_err_set(e, DH_ESTATE,
-                          "token '%s' was opened before fork(); open it in the process that "
-                          "uses it",
-                          h->label);
-    int reopened = 0, refound = 0;
-    for (;;) {
-        hsm_op op = {.h = h, .e = e};
-        int rc = hsm_session_get(h, &op.s, e);
-        if (rc != DH_OK)
-            return rc;
-        op.key = k != NULL ? key_obj(k) : CK_INVALID_HANDLE;
-        rc = fn(&op, arg);
-        enum next_step next = rc == DH_OK ? GIVE_UP : after_failure(&op, k, reopened, refound);
-        if (next == REFIND) {
-            refound = 1;
-            rc = key_refind(&op, k); /* on success: retry with the new handle */
-            if (rc != DH_OK)
-                next = after_failure(&op, NULL, reopened, refound);
-        }
-        hsm_session_put(h, op.s, rc != DH_OK && hsm_rv_session_lost(op.rv));
-        if (next == GIVE_UP)
-            return rc;
-        reopened |= next == REOPEN;
-    }
 }

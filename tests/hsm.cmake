@@ -31,3 +31,25 @@ foreach(t IN LISTS HSM_CASES ITEMS fork engine_interop)
                        TIMEOUT 300)
 endforeach()
 set_tests_properties(hsm.threads PROPERTIES ENVIRONMENT "${HSM_TEST_ENV_FAST}")
+
+# Token failure injection: a PKCS#11 shim (never installed) that forwards to
+# SoftHSM and, on request, closes our sessions, logs us out or plays a removed
+# token (tests/fault/p11shim.c); and the token lost and found again through
+# hsm_sign_digest (test_hsm_fault.c), via the shim or by moving SoftHSM's
+# token directory away and back.
+add_library(dkimhsm_p11shim MODULE ${HSM_TESTS_DIR}/fault/p11shim.c)
+target_link_libraries(dkimhsm_p11shim PRIVATE PkgConfig::P11KIT Threads::Threads ${CMAKE_DL_LIBS})
+set_target_properties(dkimhsm_p11shim PROPERTIES PREFIX "")
+
+add_executable(test_hsm_fault ${HSM_TESTS_DIR}/test_hsm_fault.c)
+target_link_libraries(test_hsm_fault dh_hsm dh_testlib)
+add_dependencies(test_hsm_fault dkimhsm_p11shim)
+
+set(HSM_FAULT_CASES closeall_logout removed notpresent probe pin_changed moved moved_all storm)
+foreach(case IN LISTS HSM_FAULT_CASES)
+  add_test(NAME hsm_fault.${case}
+           COMMAND ${WITH_TOKEN} -- env DKIMHSM_SHIM_MODULE=$<TARGET_FILE:dkimhsm_p11shim>
+                   $<TARGET_FILE:test_hsm_fault> ${case})
+  set_tests_properties(hsm_fault.${case} PROPERTIES ENVIRONMENT "${TOKEN_TEST_ENV}"
+                       SKIP_RETURN_CODE 77 TIMEOUT 300)
+endforeach()

@@ -97,4 +97,36 @@ wait "$pid" || fail "daemon exit status $?"
 pid=""
 [ ! -S "$d/agent.sock" ] || fail "socket left behind"; ok
 
+# Started as root with user = nobody: it opens the token and the socket as
+# root, then runs as nobody and still signs. (Skipped when not root.) The
+# token files, state and PIN must be readable by that user, as in a real
+# deployment; this temp dir is handed over for the purpose.
+if [ "$(id -u)" = 0 ] && nobody=$(id -u nobody 2>/dev/null); then
+  mkdir "$d/run"
+  chown -R nobody "$d/tokens" "$d/state" "$d/pin" "$d/run"
+  chmod 711 "$d"; chmod 644 "$SOFTHSM2_CONF"
+  sed "s|^agent_socket = .*|agent_socket = $d/run/agent.sock|; /^http_listen/d" "$d/d.conf" > "$d/p.conf"
+  echo "user = nobody" >> "$d/p.conf"
+  "$bin/dkimhsmd" -c "$d/p.conf" -f 2> "$d/daemon.log" &
+  pid=$!
+  i=0
+  until [ -S "$d/run/agent.sock" ] && grep -q "running as user nobody" "$d/daemon.log"; do
+    i=$((i + 1)); [ $i -lt 100 ] || fail "daemon with user = nobody did not come up"
+    kill -0 "$pid" 2>/dev/null || fail "daemon with user = nobody exited"
+    sleep 0.1
+  done
+  uids=$(awk '$1 == "Uid:" { print $2, $3, $4, $5 }' "/proc/$pid/status")
+  [ "$uids" = "$nobody $nobody $nobody $nobody" ] || fail "still running as uid(s) $uids"
+  [ "$(stat -c %u "$d/run/agent.sock")" = "$nobody" ] || fail "agent socket not handed to nobody"
+  "$bin/dkimhsm-sign" -c "$d/p.conf" --agent "$d/run/agent.sock" < "$msg" > "$d/nobody.eml" ||
+    fail "sign through a daemon running as nobody"
+  $py "$here/verify/dkimpy_verify.py" "$d/zone" "$d/nobody.eml" --expect 2 >/dev/null ||
+    fail "dkimpy on the message signed as nobody"
+  kill -TERM "$pid"; wait "$pid" || fail "daemon (nobody) exit status $?"
+  pid=""
+  [ ! -S "$d/run/agent.sock" ] || fail "socket left behind by the daemon running as nobody"; ok
+else
+  echo "SKIP: privilege drop (needs root and a user nobody)"
+fi
+
 echo "$passed passed, 0 failed"

@@ -194,4 +194,4 @@ awk 'NR == 1 { a = $5 } END { printf "milter peak RSS 10 MB vs 4 KB messages: %+
 
 echo "== summary"
 cat "$d/summary"
-grep -E '^(relaxed|simple)' "$d/bodyhash" || true
+grep -E 'relaxed|simple|raw SHA' "$d/bodyhash" || true
