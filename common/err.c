@@ -37,6 +37,8 @@ const char *dh_strstatus(int code)
         return "login failed";
     case DH_EUSAGE:
         return "usage error";
+    case DH_EDNS:
+        return "DNS does not publish the expected record";
     }
     return "unknown error";
 }
@@ -104,6 +106,8 @@ int dh_err_exit_status(int code)
         return 3;
     case DH_EUNSIGNABLE:
         return 4;
+    case DH_EDNS:
+        return 5;
     default:
         return 1;
     }

@@ -30,6 +30,7 @@ enum dh_status {
     DH_EDB = -12,        /* state database failure */
     DH_ELOGIN = -13,     /* PIN refused or missing */
     DH_EUSAGE = -14,     /* bad command-line argument */
+    DH_EDNS = -15,       /* DNS answered, but does not publish what we hold (missing/mismatch) */
 };
 
 typedef struct dh_err {
@@ -54,7 +55,8 @@ int dh_err_set_code(dh_err *e, int code);
 void dh_err_clear(dh_err *e);
 
 /* Exit status for a command-line program that failed with code:
- * 2 usage/config, 3 token, 4 message not signable, 1 anything else. */
+ * 2 usage/config, 3 token, 4 message not signable, 5 DNS does not publish
+ * the expected record (DH_EDNS), 1 anything else. */
 int dh_err_exit_status(int code);
 
 #endif

@@ -21,7 +21,8 @@ enum conf_type {
     T_HEADERS,
     T_DURATION,
     T_FAILURE,
-    T_LOG
+    T_LOG,
+    T_NAMING
 };
 
 struct conf_param {
@@ -61,6 +62,14 @@ static const struct conf_param params[] = {
     P("on_failure", T_FAILURE, on_failure_accept, 0, 0, 0),
     P("lookup_cache_ms", T_UINT, lookup_cache_ms, 0, 60000, 0),
     P("log", T_LOG, log, 0, 0, 0),
+    P("dns_server", T_STRING, dns_server, 0, 0, 0),
+    P("delegation_zone", T_STRING, delegation_zone, 0, 0, 0),
+    P("retire_after", T_DURATION, retire_after, 0, 366LL * 86400, 0),
+    P("rotate_after", T_DURATION, rotate_after, 0, 10LL * 366 * 86400, 0),
+    P("selector_naming", T_NAMING, selector_naming, 0, 0, 0),
+    P("dns_update_server", T_STRING, dns_update_server, 0, 0, 0),
+    P("tsig_key_file", T_PATH, tsig_key_file, 0, 0, 0),
+    P("api_token_file", T_PATH, api_token_file, 0, 0, 0),
 };
 #undef P
 #define NPARAMS (sizeof(params) / sizeof(params[0]))
@@ -79,8 +88,12 @@ static int set_defaults(conf *c)
     c->batch_limit = 32;
     c->queue_limit = 4096;
     c->lookup_cache_ms = 500;
+    c->retire_after = 7LL * 86400;
+    c->rotate_after = 0;
+    c->selector_naming = strdup("alternate");
     c->log = strdup("stderr");
-    return c->sign_headers && c->oversign_headers && c->log ? DH_OK : DH_ENOMEM;
+    return c->sign_headers && c->oversign_headers && c->log && c->selector_naming ? DH_OK
+                                                                                  : DH_ENOMEM;
 }
 
 void conf_free(conf *c)
@@ -102,6 +115,12 @@ void conf_free(conf *c)
     free(c->fallback_domain);
     free(c->milter_socket);
     free(c->log);
+    free(c->dns_server);
+    free(c->delegation_zone);
+    free(c->selector_naming);
+    free(c->dns_update_server);
+    free(c->tsig_key_file);
+    free(c->api_token_file);
     free(c);
 }
 
@@ -249,6 +268,10 @@ static int set_param(conf *c, const struct conf_param *p, const char *v, dh_err 
             return dh_err_set(e, DH_EINVAL, "'%s' is neither tempfail nor accept", v);
         *(int *)field = strcmp(v, "accept") == 0;
         return DH_OK;
+    case T_NAMING:
+        if (strcmp(v, "alternate") != 0 && strcmp(v, "date") != 0)
+            return dh_err_set(e, DH_EINVAL, "'%s' is neither alternate nor date", v);
+        return set_param(c, &(struct conf_param){p->key, T_STRING, p->offset, 0, 0, 0}, v, e);
     case T_LOG:
         if (strcmp(v, "stderr") != 0 && strcmp(v, "syslog") != 0)
             return dh_err_set(e, DH_EINVAL, "'%s' is neither stderr nor syslog", v);

@@ -48,6 +48,16 @@ typedef struct conf {
     int on_failure_accept;    /* on_failure = accept (1) | tempfail (0, default) */
     unsigned lookup_cache_ms; /* milter keeps "which keys sign d" this long; 0 = ask each time */
     char *log;                /* "stderr" or "syslog" */
+
+    /* the key lifecycle */
+    char *dns_server;        /* "HOST:PORT" asked for DKIM records; NULL = system resolver */
+    char *delegation_zone;   /* provider mode: records live under this zone; NULL = off */
+    long long retire_after;  /* seconds a replaced key stays published; default 7d */
+    long long rotate_after;  /* seconds an active key signs before rotation; 0 = never */
+    char *selector_naming;   /* "alternate" (selector1/selector2) or "date" (YYYYMM) */
+    char *dns_update_server; /* "HOST:PORT" for RFC 2136 updates; NULL = publish by hand */
+    char *tsig_key_file;     /* "NAME ALG SECRET" (one line) signing those updates */
+    char *api_token_file;    /* bearer token of the management API; NULL = API off */
 } conf;
 
 /* Reads path; when path is NULL, $DKIMHSM_CONF, else CONF_DEFAULT_PATH.

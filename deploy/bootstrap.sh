@@ -4,12 +4,13 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config
-libssl-dev libp11-kit-dev libsqlite3-dev libevent-dev libmilter-dev
+libssl-dev libp11-kit-dev libsqlite3-dev libevent-dev libmilter-dev libldns-dev
 softhsm2 opensc gnutls-bin p11-kit
 libengine-pkcs11-openssl openssl
 python3 python3-dkim python3-nacl python3-dnspython
 libmail-dkim-perl libcrypt-openssl-rsa-perl opendkim
-sqlite3"
+sqlite3
+knot knot-dnsutils"
 
 missing=""
 for p in $PKGS; do
@@ -31,3 +32,12 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# The tests run knotd on their own (tests/lib/with-dns.sh); the system
+# service the knot package enables would answer on port 53. Stop it, but
+# only when we installed it just now.
+case " $missing " in
+  *" knot "*)
+    if [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now knot.service >/dev/null 2>&1 || true
+    fi ;;
+esac

@@ -1,5 +1,6 @@
 /*
- * list / dns: read-only views of the state database.
+ * list / dns: read-only views of the state database. dns prints what the
+ * zone should hold now (lifecycle/ decides: lf_records).
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -7,7 +8,6 @@
 #include <time.h>
 
 #include "common/json.h"
-#include "dkim/b64.h"
 #include "dkim/record.h"
 #include "keyctl/keyctl.h"
 
@@ -32,77 +32,87 @@ static void iso_time(long long t, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Revoked keys publish an empty p= (RFC 6376 §3.6.1); destroyed ones too,
- * until the lifecycle removes their record. */
-static int record_value(const ks_selector *s, dh_buf *out)
+/* One zone-file line: OWNER IN TXT ( "..." ... ). */
+static int print_txt(kc_ctx *c, const char *owner, const char *value, dh_err *e)
 {
-    dh_buf pub = {0};
-    int rc = DH_OK;
-    int empty = s->state == KS_REVOKED || s->state == KS_DESTROYED;
-    if (!empty)
-        rc = dkim_b64_decode(s->public_key, strlen(s->public_key), &pub);
-    if (rc == DH_OK)
-        rc = dkim_record_value(s->alg, empty ? NULL : pub.data, empty ? 0 : pub.len, out);
-    dh_buf_free(&pub);
-    return rc;
-}
-
-static int owner_name(const ks_selector *s, dh_buf *out)
-{
-    return dh_buf_printf(out, "%s._domainkey.%s.", s->selector, s->domain);
-}
-
-int kc_print_record(kc_ctx *c, const ks_selector *s, dh_err *e)
-{
-    dh_buf owner = {0}, value = {0}, line = {0};
-    int rc = owner_name(s, &owner);
-    if (rc == DH_OK)
-        rc = record_value(s, &value);
-    if (rc == DH_OK)
-        rc = dkim_record_zone_line((char *)owner.data, (char *)value.data, &line);
+    dh_buf line = {0};
+    int rc = dkim_record_zone_line(owner, value, &line);
     /* One record per line, whether or not the formatter ended it. */
     while (rc == DH_OK && line.len > 0 && line.data[line.len - 1] == '\n')
         line.data[--line.len] = '\0';
     if (rc == DH_OK)
         fprintf(c->out, "%s\n", (char *)line.data);
     else
-        dh_err_set(e, rc, "cannot format the record of %s for %s", s->selector, s->domain);
-    dh_buf_free(&owner);
-    dh_buf_free(&value);
+        dh_err_set(e, rc, "cannot format the record at %s", owner);
     dh_buf_free(&line);
     return rc;
 }
 
-static int json_record(const ks_selector *s, dh_buf *j)
+static int json_record(const lf_record *r, dh_buf *j)
 {
-    dh_buf owner = {0}, value = {0};
-    int rc = owner_name(s, &owner);
+    int rc = dh_buf_puts(j, "{\"name\":");
     if (rc == DH_OK)
-        rc = record_value(s, &value);
-    if (rc == DH_OK)
-        rc = dh_buf_puts(j, "{\"name\":");
-    if (rc == DH_OK)
-        rc = dh_json_str(j, (char *)owner.data);
+        rc = dh_json_str(j, r->owner);
     if (rc == DH_OK)
         rc = dh_buf_puts(j, ",\"type\":\"TXT\",\"value\":");
     if (rc == DH_OK)
-        rc = dh_json_str(j, (char *)value.data);
+        rc = dh_json_str(j, r->value);
     if (rc == DH_OK)
         rc = dh_buf_puts(j, ",\"strings\":[");
-    for (size_t i = 0; rc == DH_OK && i < dkim_record_nstrings(value.len); i++) {
+    size_t vlen = strlen(r->value);
+    for (size_t i = 0; rc == DH_OK && i < dkim_record_nstrings(vlen); i++) {
         size_t off, len;
-        dkim_record_string_at(value.len, i, &off, &len);
-        char *part = strndup((char *)value.data + off, len);
+        dkim_record_string_at(vlen, i, &off, &len);
+        char *part = strndup(r->value + off, len);
         rc = part ? dh_buf_puts(j, i ? "," : "") : DH_ENOMEM;
         if (rc == DH_OK)
             rc = dh_json_str(j, part);
         free(part);
     }
     if (rc == DH_OK)
-        rc = dh_buf_printf(j, "],\"selector\":\"%s\",\"state\":\"%s\"}", s->selector,
-                           ks_state_name(s->state));
-    dh_buf_free(&owner);
-    dh_buf_free(&value);
+        rc = dh_buf_printf(j, "],\"selector\":\"%s\",\"state\":\"%s\"", r->selector,
+                           ks_state_name(r->state));
+    if (rc == DH_OK && r->alias) {
+        rc = dh_buf_puts(j, ",\"cname\":{\"name\":");
+        if (rc == DH_OK)
+            rc = dh_json_str(j, r->alias);
+        if (rc == DH_OK)
+            rc = dh_buf_puts(j, ",\"type\":\"CNAME\",\"value\":");
+        if (rc == DH_OK)
+            rc = dh_json_str(j, r->owner);
+        if (rc == DH_OK)
+            rc = dh_buf_putc(j, '}');
+    }
+    if (rc == DH_OK)
+        rc = dh_buf_putc(j, '}');
+    return rc;
+}
+
+int kc_print_records(kc_ctx *c, lf_ctx *lf, const char *domain, const char *selector, int json,
+                     dh_err *e)
+{
+    lf_record *r = NULL;
+    size_t n = 0;
+    dh_buf j = {0};
+    int rc = lf_records(lf, domain, selector, &r, &n, e);
+    if (rc == DH_OK && json) {
+        rc = dh_buf_putc(&j, '[');
+        for (size_t i = 0; rc == DH_OK && i < n; i++)
+            if ((rc = i ? dh_buf_putc(&j, ',') : DH_OK) == DH_OK)
+                rc = json_record(&r[i], &j);
+        if (rc == DH_OK && (rc = dh_buf_putc(&j, ']')) == DH_OK)
+            fprintf(c->out, "%s\n", (char *)j.data);
+        else
+            dh_err_set(e, rc, "cannot format JSON output");
+    }
+    for (size_t i = 0; rc == DH_OK && !json && i < n; i++) {
+        /* Provider mode: the customer's CNAME, then our TXT record. */
+        if (r[i].alias)
+            fprintf(c->out, "%s IN CNAME %s\n", r[i].alias, r[i].owner);
+        rc = print_txt(c, r[i].owner, r[i].value, e);
+    }
+    dh_buf_free(&j);
+    lf_records_free(r, n);
     return rc;
 }
 
@@ -120,9 +130,15 @@ static int json_selector(const ks_selector *s, dh_buf *j)
     if (rc == DH_OK)
         rc = dh_buf_printf(j,
                            ",\"algorithm\":\"%s\",\"bits\":%u,\"created\":\"%s\",\"state\":\"%s\","
-                           "\"custody\":\"%s\",\"key_id\":\"%s\"}",
+                           "\"custody\":\"%s\",\"key_id\":\"%s\",\"state_changed\":%lld,"
+                           "\"retiring_since\":%lld,\"predecessor\":",
                            dkim_alg_name(s->alg), s->bits, created, ks_state_name(s->state),
-                           ks_custody_name(s->custody), s->key_id);
+                           ks_custody_name(s->custody), s->key_id, s->state_changed,
+                           s->retiring_since);
+    if (rc == DH_OK)
+        rc = s->predecessor ? dh_json_str(j, s->predecessor) : dh_buf_puts(j, "null");
+    if (rc == DH_OK)
+        rc = dh_buf_putc(j, '}');
     return rc;
 }
 
@@ -178,50 +194,15 @@ int kc_cmd_list(kc_ctx *c, int argc, char **argv, dh_err *e)
     return rc;
 }
 
-static int dns_rows(kc_ctx *c, const char *domain, const char *selector, ks_selector **l, size_t *n,
-                    dh_err *e)
-{
-    if (selector == NULL) {
-        int rc = ks_list(c->store, domain, l, n, e);
-        if (rc == DH_OK && *n == 0)
-            rc = dh_err_set(e, DH_ENOTFOUND, "domain %s has no selectors", domain);
-        return rc;
-    }
-    ks_selector *one = calloc(1, sizeof(*one));
-    if (one == NULL)
-        return dh_err_set(e, DH_ENOMEM, "out of memory");
-    int rc = ks_get(c->store, domain, selector, one, e);
-    if (rc != DH_OK) {
-        free(one);
-        return rc;
-    }
-    *l = one;
-    *n = 1;
-    return DH_OK;
-}
-
 int kc_cmd_dns(kc_ctx *c, int argc, char **argv, dh_err *e)
 {
     int json = json_flag(argc, argv);
     int npos = argc - optind;
     if (json < 0 || npos < 1 || npos > 2)
         return dh_err_set(e, DH_EINVAL, "%s", "");
-    char *domain = NULL, *selector = NULL;
-    ks_selector *l = NULL;
-    size_t n = 0;
-    int rc = ks_normalize_name(argv[optind], "domain", &domain, e);
-    if (rc == DH_OK && npos == 2)
-        rc = ks_normalize_name(argv[optind + 1], "selector", &selector, e);
+    lf_ctx lf;
+    int rc = kc_life(c, 0, &lf, e);
     if (rc == DH_OK)
-        rc = kc_store(c, e);
-    if (rc == DH_OK)
-        rc = dns_rows(c, domain, selector, &l, &n, e);
-    if (rc == DH_OK && json)
-        rc = print_json_list(c, l, n, json_record, e);
-    for (size_t i = 0; rc == DH_OK && !json && i < n; i++)
-        rc = kc_print_record(c, &l[i], e);
-    ks_list_free(l, n);
-    free(domain);
-    free(selector);
+        rc = kc_print_records(c, &lf, argv[optind], npos == 2 ? argv[optind + 1] : NULL, json, e);
     return rc;
 }

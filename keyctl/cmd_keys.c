@@ -1,16 +1,15 @@
 /*
  * create / import: put a key into the token and record it in the state
- * database. The token work comes first and is undone if the record cannot be
- * written, so neither side is left with half a selector.
+ * database (lifecycle/: lf_create, lf_adopt_key). The token work comes first
+ * and is undone if the record cannot be written, so neither side is left with
+ * half a selector; the record, its history and its audit entry are one
+ * transaction.
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "common/hex.h"
-#include "dkim/b64.h"
 #include "keyctl/keyctl.h"
 
 struct key_args {
@@ -41,6 +40,10 @@ static int names(kc_ctx *c, int argc, char **argv, struct key_args *a, dh_err *e
         return rc;
     ks_selector old;
     rc = ks_get(c->store, a->domain, a->selector, &old, NULL);
+    if (rc == DH_OK && old.state == KS_DESTROYED) {
+        ks_selector_clear(&old); /* a destroyed key's name may be reused */
+        return DH_OK;
+    }
     if (rc == DH_OK) {
         ks_selector_clear(&old);
         return dh_err_set(e, DH_EEXIST, "selector %s for %s already exists (state %s)", a->selector,
@@ -49,58 +52,10 @@ static int names(kc_ctx *c, int argc, char **argv, struct key_args *a, dh_err *e
     return rc == DH_ENOTFOUND ? DH_OK : dh_err_set(e, rc, "state database lookup failed");
 }
 
-/* Reads the public key back from the token and inserts the row. */
-static int record_key(kc_ctx *c, const struct key_args *a, const uint8_t id[HSM_ID_LEN],
-                      enum ks_custody custody, dh_err *e)
+/* The new key's record, as the zone should publish it. */
+static int print_new(kc_ctx *c, lf_ctx *lf, const struct key_args *a, dh_err *e)
 {
-    ks_selector row_ = {0}, *row = &row_; /* borrows a's and the local strings */
-    hsm_key *key = NULL;
-    dh_buf pub = {0}, b64 = {0};
-    char idhex[2 * HSM_ID_LEN + 1];
-    dh_hex(id, HSM_ID_LEN, idhex, sizeof(idhex));
-    int rc = hsm_key_open(c->token, id, HSM_ID_LEN, &key, e);
-    if (rc == DH_OK)
-        rc = hsm_key_public(c->token, key, &pub, e);
-    if (rc == DH_OK && (rc = dkim_b64_encode(pub.data, pub.len, &b64)) != DH_OK)
-        dh_err_set(e, rc, "base64 of public key failed");
-    long long now = (long long)time(NULL);
-    if (rc == DH_OK)
-        *row = (ks_selector){
-            .domain = a->domain,
-            .selector = a->selector,
-            .alg = hsm_key_type(key) == HSM_KEY_ED25519 ? DKIM_ALG_ED25519_SHA256
-                                                        : DKIM_ALG_RSA_SHA256,
-            .bits = hsm_key_bits(key),
-            .key_id = idhex,
-            .public_key = (char *)b64.data,
-            .custody = custody,
-            .state = KS_CREATED,
-            .created = now,
-            .state_changed = now,
-        };
-    if (rc == DH_OK)
-        rc = ks_insert(c->store, row, e);
-    if (rc == DH_OK)
-        rc = kc_print_record(c, row, e);
-    hsm_key_free(key);
-    dh_buf_free(&pub);
-    dh_buf_free(&b64);
-    return rc;
-}
-
-static int finish(kc_ctx *c, const struct key_args *a, const uint8_t id[HSM_ID_LEN],
-                  enum ks_custody custody, dh_err *e)
-{
-    int rc = record_key(c, a, id, custody, e);
-    if (rc == DH_OK)
-        return DH_OK;
-    /* Undo: no token key without a record, no record without a token key. */
-    dh_err undo;
-    if (ks_delete(c->store, a->domain, a->selector, &undo) != DH_OK)
-        fprintf(stderr, "dkim-keyctl: also failed to remove the new record: %s\n", undo.msg);
-    if (hsm_key_destroy(c->token, id, HSM_ID_LEN, &undo) != DH_OK)
-        fprintf(stderr, "dkim-keyctl: also failed to remove the new token key: %s\n", undo.msg);
-    return rc;
+    return kc_print_records(c, lf, a->domain, a->selector, 0, e);
 }
 
 static int label(const struct key_args *a, dh_buf *out)
@@ -141,8 +96,7 @@ static int parse_create_opts(int argc, char **argv, struct key_args *a, unsigned
 int kc_cmd_create(kc_ctx *c, int argc, char **argv, dh_err *e)
 {
     struct key_args a = {0};
-    uint8_t id[HSM_ID_LEN];
-    dh_buf lbl = {0};
+    lf_ctx lf;
     int rc = kc_conf(c, e);
     if (rc == DH_OK)
         rc = parse_create_opts(argc, argv, &a, c->cf->rsa_bits, e);
@@ -152,15 +106,11 @@ int kc_cmd_create(kc_ctx *c, int argc, char **argv, dh_err *e)
         fprintf(stderr, "dkim-keyctl: warning: %u-bit RSA key: %s\n", a.bits,
                 hsm_rsa_bits_warning(a.bits));
     if (rc == DH_OK)
-        rc = kc_token(c, e);
-    if (rc == DH_OK && label(&a, &lbl) != DH_OK)
-        rc = dh_err_set(e, DH_ENOMEM, "out of memory");
-    enum hsm_keytype type = a.alg == DKIM_ALG_ED25519_SHA256 ? HSM_KEY_ED25519 : HSM_KEY_RSA;
+        rc = kc_life(c, 1, &lf, e);
     if (rc == DH_OK)
-        rc = hsm_generate(c->token, type, a.bits, (const char *)lbl.data, id, e);
+        rc = lf_create(&lf, a.domain, a.selector, a.alg, a.bits, NULL, kc_actor(), NULL, e);
     if (rc == DH_OK)
-        rc = finish(c, &a, id, KS_GENERATED, e);
-    dh_buf_free(&lbl);
+        rc = print_new(c, &lf, &a, e);
     key_args_free(&a);
     return rc;
 }
@@ -182,9 +132,10 @@ int kc_cmd_import(kc_ctx *c, int argc, char **argv, dh_err *e)
     dh_buf lbl = {0};
     enum hsm_keytype type;
     unsigned bits;
+    lf_ctx lf;
     int rc = names(c, argc, argv, &a, e);
     if (rc == DH_OK)
-        rc = kc_token(c, e);
+        rc = kc_life(c, 1, &lf, e);
     if (rc == DH_OK && label(&a, &lbl) != DH_OK)
         rc = dh_err_set(e, DH_ENOMEM, "out of memory");
     if (rc == DH_OK)
@@ -193,7 +144,9 @@ int kc_cmd_import(kc_ctx *c, int argc, char **argv, dh_err *e)
         fprintf(stderr, "dkim-keyctl: warning: %u-bit RSA key: %s\n", bits,
                 hsm_rsa_bits_warning(bits));
     if (rc == DH_OK)
-        rc = finish(c, &a, id, KS_IMPORTED, e);
+        rc = lf_adopt_key(&lf, a.domain, a.selector, id, KS_IMPORTED, NULL, kc_actor(), NULL, e);
+    if (rc == DH_OK)
+        rc = print_new(c, &lf, &a, e);
     dh_buf_free(&lbl);
     key_args_free(&a);
     return rc;

@@ -12,13 +12,15 @@
 #include "conf/conf.h"
 #include "hsm/hsm.h"
 #include "keystore/keystore.h"
+#include "lifecycle/lifecycle.h"
 
 typedef struct kc_ctx {
     const char *config_path; /* -c, or NULL for $DKIMHSM_CONF / default */
     conf *cf;
     ks *store;
     hsm *token;
-    FILE *out; /* results: stdout */
+    FILE *out;      /* results: stdout */
+    lf_dns_arg dns; /* lifecycle DNS checks (kc_life fills it) */
 } kc_ctx;
 
 /* Each opens what it needs once; later calls return the same object. */
@@ -36,8 +38,28 @@ int kc_cmd_create(kc_ctx *c, int argc, char **argv, dh_err *e);
 int kc_cmd_import(kc_ctx *c, int argc, char **argv, dh_err *e);
 int kc_cmd_list(kc_ctx *c, int argc, char **argv, dh_err *e);
 int kc_cmd_dns(kc_ctx *c, int argc, char **argv, dh_err *e);
+/* Exit 0 all as expected, 5 (DH_EDNS) some missing/mismatch, 1 DNS failed. */
+int kc_cmd_check(kc_ctx *c, int argc, char **argv, dh_err *e);
 
-/* Prints the zone-file line for one stored selector (p= empty when revoked). */
-int kc_print_record(kc_ctx *c, const ks_selector *s, dh_err *e) DH_WUR;
+/* The key lifecycle (cmd_life.c). */
+int kc_cmd_show(kc_ctx *c, int argc, char **argv, dh_err *e);
+int kc_cmd_activate(kc_ctx *c, int argc, char **argv, dh_err *e);
+int kc_cmd_revoke(kc_ctx *c, int argc, char **argv, dh_err *e);
+int kc_cmd_destroy(kc_ctx *c, int argc, char **argv, dh_err *e);
+int kc_cmd_rotate(kc_ctx *c, int argc, char **argv, dh_err *e);
+int kc_cmd_audit(kc_ctx *c, int argc, char **argv, dh_err *e);
+
+/* Fills *lf from the config and the state database (and the token when
+ * need_token); lf->check_arg points into c. */
+int kc_life(kc_ctx *c, int need_token, lf_ctx *lf, dh_err *e) DH_WUR;
+/* "uid:1000(alice)": who runs this command, for the audit log. Static. */
+const char *kc_actor(void);
+
+/* Prints what the zone should hold for domain (selector NULL: every key) as
+ * zone-file lines or a JSON array (lf_records: p= empty when revoked; in
+ * provider mode a CNAME line for the customer and the TXT line for the
+ * provider's zone). */
+int kc_print_records(kc_ctx *c, lf_ctx *lf, const char *domain, const char *selector, int json,
+                     dh_err *e) DH_WUR;
 
 #endif

@@ -16,7 +16,14 @@ static const struct {
     {"create", kc_cmd_create, "create DOMAIN SELECTOR [--alg rsa|ed25519] [--bits N]"},
     {"import", kc_cmd_import, "import DOMAIN SELECTOR --pem FILE"},
     {"list", kc_cmd_list, "list [--json]"},
+    {"show", kc_cmd_show, "show DOMAIN SELECTOR"},
+    {"activate", kc_cmd_activate, "activate DOMAIN SELECTOR [--force]"},
+    {"rotate", kc_cmd_rotate, "rotate DOMAIN [--alg rsa|ed25519]"},
+    {"revoke", kc_cmd_revoke, "revoke DOMAIN SELECTOR [--destroy]"},
+    {"destroy", kc_cmd_destroy, "destroy DOMAIN SELECTOR"},
+    {"audit", kc_cmd_audit, "audit [--verify] [--json]"},
     {"dns", kc_cmd_dns, "dns DOMAIN [SELECTOR] [--json]"},
+    {"check", kc_cmd_check, "check DOMAIN [SELECTOR] [--json]"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
