@@ -153,14 +153,6 @@ static int open_conn(const ac *c, uint64_t deadline, int *fd_out, dh_err *e)
     return DH_OK;
 }
 
-/* An idle connection is usable if nothing can be read from it: a daemon that
- * restarted left it at EOF, and a stray byte would mean a confused stream. */
-static int still_open(int fd)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    return poll(&p, 1, 0) == 0;
-}
-
 static void deadline_ts(uint64_t deadline, struct timespec *ts)
 {
     ts->tv_sec = (time_t)(deadline / 1000u);
@@ -175,17 +167,13 @@ static int acquire(ac *c, uint64_t deadline, int *fd_out, int *reused, dh_err *e
     deadline_ts(deadline, &ts);
     pthread_mutex_lock(&c->mu);
     for (;;) {
+        /* An idle connection is not probed first (a syscall per call): one
+         * the daemon dropped fails before any reply, and call() retries. */
         if (c->nidle > 0) {
-            int fd = c->idle[--c->nidle];
-            if (still_open(fd)) {
-                pthread_mutex_unlock(&c->mu);
-                *fd_out = fd;
-                *reused = 1;
-                return DH_OK;
-            }
-            close(fd);
-            c->nopen--;
-            continue;
+            *fd_out = c->idle[--c->nidle];
+            pthread_mutex_unlock(&c->mu);
+            *reused = 1;
+            return DH_OK;
         }
         if (c->nopen < c->max_conns)
             break;
@@ -304,12 +292,22 @@ static int send_some(int fd, const struct xchg *x, struct run_state *st, size_t 
     return DH_OK;
 }
 
+/* Bytes that may be sent: at most AP_MAX_INFLIGHT requests unanswered. */
+static size_t send_limit(const struct xchg *x, const struct run_state *st)
+{
+    size_t window = st->replies + AP_MAX_INFLIGHT < x->n ? st->replies + AP_MAX_INFLIGHT : x->n;
+    return window > 0 ? x->ends[window - 1] : 0;
+}
+
 static int run(int fd, const ac *c, const struct xchg *x, uint64_t deadline, struct run_state *st,
                dh_err *e)
 {
+    /* The socket is almost always writable: send before the first poll. */
+    int rc0 = send_some(fd, x, st, send_limit(x, st), e);
+    if (rc0 != DH_OK)
+        return rc0;
     while (st->replies < x->n) {
-        size_t window = st->replies + AP_MAX_INFLIGHT < x->n ? st->replies + AP_MAX_INFLIGHT : x->n;
-        size_t limit = x->ends[window - 1];
+        size_t limit = send_limit(x, st);
         struct pollfd p = {.fd = fd, .events = POLLIN | (st->sent < limit ? POLLOUT : 0)};
         int ms = remaining_ms(deadline), rc = DH_OK;
         int k = ms > 0 ? poll(&p, 1, ms) : 0;

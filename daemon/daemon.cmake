@@ -3,6 +3,6 @@ target_link_libraries(dh_daemon PUBLIC dh_workers dh_metrics dh_proto dh_signer 
                       dh_conf PkgConfig::LIBEVENT PkgConfig::CRYPTO)
 
 add_executable(dkimhsmd dkimhsmd.c)
-target_link_libraries(dkimhsmd PRIVATE dh_daemon)
+target_link_libraries(dkimhsmd PRIVATE dh_daemon dh_lifecycle)
 set_target_properties(dkimhsmd PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
 install(TARGETS dkimhsmd RUNTIME DESTINATION sbin)

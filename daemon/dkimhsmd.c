@@ -28,6 +28,7 @@
 #include "daemon/policy.h"
 #include "daemon/server.h"
 #include "daemon/workers.h"
+#include "lifecycle/lifecycle.h"
 
 struct daemon {
     const char *config_path;
@@ -40,7 +41,14 @@ struct daemon {
     hd *handler;
     srv *server;
     httpd *http;
-    struct event *sighup, *sigterm, *sigint, *drain_timer;
+    struct event *sighup, *sigterm, *sigint, *keywatch, *drain_timer;
+    long long data_version; /* of the state database, when the keys were last loaded */
+    /* The key lifecycle as the API and the timer run it (lifecycle/): the
+     * same rules as dkim-keyctl, on this process's database connection, so
+     * after a change the daemon reloads its keys itself (daemon_keys_changed):
+     * its own commits do not move data_version. */
+    lf_dns_arg dns;
+    lf_ctx life;
 };
 
 /* No core dump, no ptrace: key handles and the PIN's traces stay in here. */
@@ -90,6 +98,31 @@ static int load_state(struct daemon *d, const conf *cf, dh_err *e)
     return DH_OK;
 }
 
+/* The lifecycle context points into d->cf: rebuilt whenever cf changes. */
+static void life_from_conf(struct daemon *d)
+{
+    const conf *cf = d->cf;
+    d->dns = (lf_dns_arg){.server = cf->dns_server, .delegation_zone = cf->delegation_zone};
+    d->life = (lf_ctx){.store = d->store,
+                       .token = d->token,
+                       .retire_after = cf->retire_after,
+                       .naming = cf->selector_naming,
+                       .rsa_bits = cf->rsa_bits,
+                       .delegation_zone = cf->delegation_zone,
+                       .check = lf_dns_check,
+                       .check_arg = &d->dns};
+}
+
+/* After a lifecycle change made by this process (API, timer): the keys in
+ * use follow at once. */
+__attribute__((unused)) static void daemon_keys_changed(void *arg)
+{
+    struct daemon *d = arg;
+    dh_err e = {0};
+    if (load_state(d, d->cf, &e) != DH_OK)
+        dh_log(DH_LOG_ERR, "keys changed, reload failed, keeping the previous keys: %s", e.msg);
+}
+
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
@@ -106,7 +139,42 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     }
     conf_free(d->cf);
     d->cf = cf;
+    life_from_conf(d);
     dh_log(DH_LOG_INFO, "reloaded %s", cf->path);
+}
+
+/* dkim-keyctl (activate, revoke, rotate) writes the state database from
+ * another process; the keys in use follow within KEYWATCH_MS, so a revoked
+ * key stops signing at once and a new one starts without a SIGHUP. */
+#define KEYWATCH_MS 250
+
+static void on_keywatch(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    long long v = 0;
+    dh_err e = {0};
+    (void)fd;
+    (void)what;
+    if (ks_data_version(d->store, &v, &e) != DH_OK) {
+        dh_log(DH_LOG_ERR, "state database: %s", e.msg);
+        return;
+    }
+    if (v == d->data_version)
+        return;
+    d->data_version = v;
+    if (load_state(d, d->cf, &e) != DH_OK)
+        dh_log(DH_LOG_ERR, "key change seen, reload failed, keeping the previous keys: %s", e.msg);
+}
+
+static int start_keywatch(struct daemon *d, dh_err *e)
+{
+    struct timeval tick = {0, KEYWATCH_MS * 1000};
+    if (ks_data_version(d->store, &d->data_version, e) != DH_OK)
+        return DH_EDB;
+    d->keywatch = event_new(d->base, -1, EV_PERSIST, on_keywatch, d);
+    if (d->keywatch == NULL || event_add(d->keywatch, &tick) != 0)
+        return dh_err_set(e, DH_EIO, "cannot start the key watch timer");
+    return DH_OK;
 }
 
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -192,6 +260,8 @@ static int open_core(struct daemon *d, dh_err *e)
     if (rc == DH_OK)
         rc = load_state(d, cf, e);
     if (rc == DH_OK)
+        life_from_conf(d);
+    if (rc == DH_OK)
         dh_log(DH_LOG_INFO, "token %s: %u workers, batch %u, queue %u", cf->token, workers,
                cf->batch_limit, cf->queue_limit);
     return rc;
@@ -213,6 +283,8 @@ static int open_front(struct daemon *d, dh_err *e)
     if (rc == DH_OK && (!d->sighup || !d->sigterm || !d->sigint || event_add(d->sighup, NULL) ||
                         event_add(d->sigterm, NULL) || event_add(d->sigint, NULL)))
         rc = dh_err_set(e, DH_EIO, "cannot install signal handlers");
+    if (rc == DH_OK)
+        rc = start_keywatch(d, e);
     return rc;
 }
 

@@ -75,8 +75,10 @@ void kset_unref(kset *s)
 
 const kset_key *kset_find(const kset *s, const char *domain, const char *selector)
 {
+    /* A destroyed row may share its name with the live key that reused it. */
     for (size_t i = 0; i < s->n; i++)
-        if (strcmp(s->rows[i].domain, domain) == 0 && strcmp(s->rows[i].selector, selector) == 0)
+        if (s->rows[i].state != KS_DESTROYED && strcmp(s->rows[i].domain, domain) == 0 &&
+            strcmp(s->rows[i].selector, selector) == 0)
             return &s->keys[i];
     return NULL;
 }

@@ -64,6 +64,16 @@ echo "$have" | grep -q "^$domain  *ed1 " || "$bin/dkim-keyctl" create $domain ed
 step "DNS records to publish (dkim-keyctl dns $domain)"
 "$bin/dkim-keyctl" dns $domain | tee "$dir/$domain.zone"
 
+step "Activate the keys (dkim-keyctl activate $domain SELECTOR)"
+# In production: publish the records above, then `dkim-keyctl activate`,
+# which refuses until DNS serves them (`dkim-keyctl check` shows what DNS
+# says). This demo has no DNS zone, so it activates with --force; the audit
+# log (`dkim-keyctl audit`) records that it was forced.
+for sel in rsa1 ed1; do
+  "$bin/dkim-keyctl" show $domain $sel | grep -q "^state: *active" ||
+    "$bin/dkim-keyctl" activate $domain $sel --force
+done
+
 step "Sign deploy/sample.eml with both keys -> $dir/signed.eml"
 "$bin/dkimhsm-sign" --alg both < "$top/deploy/sample.eml" > "$dir/signed.eml"
 grep -A3 '^DKIM-Signature' "$dir/signed.eml" | head -n 12

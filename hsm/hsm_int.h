@@ -36,19 +36,21 @@ struct hsm {
     pthread_mutex_t login_mu; /* one login attempt at a time */
 
     /* The gate (recover.c): operations pass it; a re-initialisation closes it. */
-    pthread_cond_t gate_cv;   /* a recovery ended, or the last operation left */
-    unsigned active;          /* operations inside the gate */
-    int recovering;           /* a thread is re-initialising the module */
-    int down;                 /* unusable until a re-initialisation succeeds */
-    CK_RV down_rv;            /* why: the CKR_ of the loss or of the last attempt */
-    time_t down_since;        /* wall clock, for hsm_health */
-    int64_t down_ms;          /* monotonic, for the log line on recovery */
-    int64_t next_try_ms;      /* monotonic: no attempt before this */
-    unsigned backoff_ms;      /* 0, then 100 doubling to 5000; 0 again after a success */
-    unsigned attempts;        /* failed attempts since the loss */
-    unsigned long gen;        /* +1 per re-initialisation: older key handles are stale */
-    unsigned long recoveries; /* re-initialisations that succeeded */
-    int64_t last_ok_ms;       /* monotonic: the last operation that worked (hsm_probe) */
+    pthread_cond_t gate_cv;    /* a recovery ended, or the last operation left */
+    unsigned active;           /* operations inside the gate */
+    int recovering;            /* a thread is re-initialising the module */
+    int down;                  /* unusable until a re-initialisation succeeds */
+    CK_RV down_rv;             /* why: the CKR_ of the loss or of the last attempt */
+    time_t down_since;         /* wall clock, for hsm_health */
+    int64_t down_ms;           /* monotonic, for the log line on recovery */
+    int64_t next_try_ms;       /* monotonic: no attempt before this */
+    unsigned backoff_ms;       /* 0, then 100 doubling to 5000; 0 again after a success */
+    int pin_refused;           /* the token refused the PIN: no attempt until the file changes */
+    struct timespec pin_mtime; /* pin_file's mtime when it was refused */
+    unsigned attempts;         /* failed attempts since the loss */
+    unsigned long gen;         /* +1 per re-initialisation: older key handles are stale */
+    unsigned long recoveries;  /* re-initialisations that succeeded */
+    int64_t last_ok_ms;        /* monotonic: the last operation that worked (hsm_probe) */
 };
 
 struct hsm_key {

@@ -14,7 +14,11 @@
  * While the token is down there is at most one attempt per interval: the
  * first at once, then 100 ms doubling to 5 s; an operation that works resets
  * it. Between attempts operations fail fast, without a C_* call.
+ *
+ * A refused PIN is not tried again until pin_file changes: a real HSM locks
+ * the PIN after a few wrong ones, and retrying every 5 s would get there.
  */
+#include <sys/stat.h>
 #include <time.h>
 
 #include "common/log.h"
@@ -40,9 +44,40 @@ void hsm_gate_destroy(hsm *h)
     pthread_cond_destroy(&h->gate_cv);
 }
 
+static int pin_error(CK_RV rv)
+{
+    return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE ||
+           rv == CKR_PIN_EXPIRED || rv == CKR_PIN_LOCKED;
+}
+
+static struct timespec pin_mtime(const hsm *h)
+{
+    struct stat st;
+    if (stat(h->pin_file, &st) != 0)
+        return (struct timespec){0, 0};
+    return st.st_mtim;
+}
+
+/* 1 while the PIN was refused and its file has not changed since. */
+static int pin_still_refused(hsm *h)
+{
+    if (!h->pin_refused)
+        return 0;
+    struct timespec m = pin_mtime(h);
+    if (m.tv_sec == h->pin_mtime.tv_sec && m.tv_nsec == h->pin_mtime.tv_nsec)
+        return 1;
+    h->pin_refused = 0; /* a new PIN to try, at once */
+    h->next_try_ms = 0;
+    return 0;
+}
+
 /* The fail-fast answer while down; called with mu held. */
 static int unavailable(hsm *h, int64_t now, dh_err *e)
 {
+    if (h->pin_refused)
+        return dh_err_set(e, DH_ELOGIN,
+                          "token '%s' refused the PIN (%s); not trying again until %s changes",
+                          h->label, hsm_ckr_name(h->down_rv), h->pin_file);
     int64_t wait = h->next_try_ms > now ? h->next_try_ms - now : 0;
     return dh_err_set(e, DH_ETOKEN, "token '%s' unavailable (%s), next attempt in %lld ms",
                       h->label, hsm_ckr_name(h->down_rv), (long long)wait);
@@ -125,6 +160,10 @@ static int recover_locked(hsm *h, dh_err *e)
     h->next_try_ms = now + h->backoff_ms;
     if (rv != CKR_OK)
         h->down_rv = rv;
+    if (pin_error(rv)) {
+        h->pin_refused = 1;
+        h->pin_mtime = pin_mtime(h);
+    }
     dh_log(DH_LOG_WARNING, "token '%s': recovery attempt %u failed: %s; next in %u ms", h->label,
            h->attempts, why.msg, h->backoff_ms);
     return unavailable(h, now, e);
@@ -140,7 +179,7 @@ int hsm_gate_enter(hsm *h, unsigned long *gen, dh_err *e)
         if (!h->down)
             break;
         int64_t now = now_ms();
-        if (now < h->next_try_ms) {
+        if (pin_still_refused(h) || now < h->next_try_ms) {
             rc = unavailable(h, now, e);
             break;
         }
@@ -202,7 +241,7 @@ int hsm_probe(hsm *h, unsigned max_age_ms, dh_err *e)
     int rc = DH_OK, ask = 1;
     if (!h->down && !h->recovering && now - h->last_ok_ms < (int64_t)max_age_ms) {
         ask = 0; /* an operation just worked: that is the answer */
-    } else if (h->down && now < h->next_try_ms) {
+    } else if (h->down && (pin_still_refused(h) || now < h->next_try_ms)) {
         rc = unavailable(h, now, e);
         ask = 0;
     }

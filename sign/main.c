@@ -206,6 +206,10 @@ static int sign_with(struct job *j, const struct opts *o, const ks_selector *s,
     int rc = signer_key_id(s, id, e);
     if (rc == DH_OK)
         rc = hsm_key_open(j->token, id, sizeof(id), &key, e);
+    if (rc == DH_OK && s->state != KS_ACTIVE)
+        fprintf(stderr,
+                "dkimhsm-sign: note: s=%s is %s, not active: signing because it was named\n",
+                s->selector, ks_state_name(s->state));
     if (rc == DH_OK && s->alg == DKIM_ALG_RSA_SHA256 && hsm_rsa_bits_warning(s->bits))
         fprintf(stderr, "dkimhsm-sign: warning: s=%s is a %u-bit RSA key: %s\n", s->selector,
                 s->bits, hsm_rsa_bits_warning(s->bits));

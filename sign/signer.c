@@ -7,12 +7,12 @@
 
 int signer_state_can_sign(enum ks_state s)
 {
-    return s == KS_CREATED || s == KS_PUBLISHED || s == KS_ACTIVE;
+    return s == KS_ACTIVE;
 }
 
-static int state_rank(enum ks_state s)
+int signer_state_can_sign_named(enum ks_state s)
 {
-    return s == KS_ACTIVE ? 3 : s == KS_PUBLISHED ? 2 : s == KS_CREATED ? 1 : 0;
+    return s == KS_CREATED || s == KS_PUBLISHED || s == KS_ACTIVE;
 }
 
 long signer_best_of(const ks_selector *list, size_t n, const char *domain, enum dkim_alg alg)
@@ -23,8 +23,7 @@ long signer_best_of(const ks_selector *list, size_t n, const char *domain, enum 
             continue;
         if (domain != NULL && strcmp(list[i].domain, domain) != 0)
             continue;
-        if (best < 0 || state_rank(list[i].state) >= state_rank(list[best].state))
-            best = (long)i;
+        best = (long)i; /* the list is oldest first: the newest wins */
     }
     return best;
 }
@@ -36,7 +35,7 @@ static int choose_one(ks *k, const char *domain, const char *selector, unsigned 
     if (s == NULL)
         return dh_err_set(e, DH_ENOMEM, "out of memory");
     int rc = ks_get(k, domain, selector, s, e);
-    if (rc == DH_OK && !signer_state_can_sign(s->state))
+    if (rc == DH_OK && !signer_state_can_sign_named(s->state))
         rc = dh_err_set(e, DH_ESTATE, "selector %s for %s is %s and cannot sign", selector, domain,
                         ks_state_name(s->state));
     if (rc == DH_OK && algs_explicit && !(algs & (1u << s->alg)))
@@ -73,14 +72,14 @@ int signer_choose_keys(ks *k, const char *domain, const char *selector, unsigned
         if (b >= 0)
             picks[nchosen++] = b;
         else if (algs_explicit)
-            rc = dh_err_set(e, DH_ENOTFOUND, "domain %s has no usable %s key", domain,
+            rc = dh_err_set(e, DH_ENOTFOUND, "domain %s has no active %s key", domain,
                             dkim_alg_keytype(order[i]));
     }
     if (rc == DH_OK && nchosen == 0)
         rc = dh_err_set(e, DH_ENOTFOUND,
-                        "domain %s has no usable key (create one with "
-                        "dkim-keyctl create %s SELECTOR)",
-                        domain, domain);
+                        "domain %s has no active key (dkim-keyctl create %s SELECTOR, "
+                        "publish its record, then dkim-keyctl activate %s SELECTOR)",
+                        domain, domain, domain);
     if (rc == DH_OK && (chosen = calloc(nchosen, sizeof(*chosen))) == NULL)
         rc = dh_err_set(e, DH_ENOMEM, "out of memory");
     for (size_t i = 0; rc == DH_OK && i < nchosen; i++) {

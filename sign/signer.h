@@ -16,24 +16,28 @@
 #include "hsm/hsm.h"
 #include "keystore/keystore.h"
 
-/* Whether a selector in this state may sign. Created keys may, for the
- * one-shot tool: the quickstart signs before any DNS exists. Retiring,
- * revoked and destroyed keys never sign. */
+/* Whether a selector in this state signs mail: only an active one, so that
+ * nothing is signed with a key DNS does not publish (dkimhsmd, and
+ * dkimhsm-sign's own choice of keys). */
 int signer_state_can_sign(enum ks_state s);
+/* A selector named explicitly (dkimhsm-sign --selector) may also be created
+ * or published: an operator signs a test message with a new key before
+ * activating it. Retiring, revoked and destroyed keys never sign. */
+int signer_state_can_sign_named(enum ks_state s);
 
 /* Chooses the selectors that sign for domain. With selector set: that one
  * (it must exist, be able to sign, and match algs unless algs_explicit is 0).
- * Without: for each algorithm in algs, the domain's best key of it - active
- * before published before created, newest first. When algs_explicit, a
+ * Without: for each algorithm in algs, the domain's newest active key of
+ * it. When algs_explicit, a
  * requested algorithm with no usable key is an error naming it; otherwise
  * algorithms without a key are skipped, and no key at all is an error.
  * *out (caller frees with ks_list_free) is ordered ed25519 before rsa. */
 int signer_choose_keys(ks *k, const char *domain, const char *selector, unsigned algs,
                        int algs_explicit, ks_selector **out, size_t *n, dh_err *e) DH_WUR;
 
-/* Index in list of the best key of alg that can sign (active before
- * published before created; among equals the later row, the list being in
- * creation order), restricted to domain unless it is NULL; -1 when none. */
+/* Index in list of the newest active key of alg (the later row, the list
+ * being in creation order), restricted to domain unless it is NULL; -1 when
+ * none. */
 long signer_best_of(const ks_selector *list, size_t n, const char *domain, enum dkim_alg alg);
 
 /* The CKA_ID bytes of a stored selector (hex in the keystore). */

@@ -27,6 +27,7 @@ good="$d/good.eml"
 printf 'From: a@example.com\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nbody\r\n' > "$good"
 input=$good
 "$bin/dkim-keyctl" -c "$DKIMHSM_TEST_CONF" create example.com s1 --alg ed25519 >/dev/null
+"$bin/dkim-keyctl" -c "$DKIMHSM_TEST_CONF" activate example.com s1 --force >/dev/null
 
 # Configuration.
 cp "$DKIMHSM_TEST_CONF" "$d/unknown.conf"; echo "sign_everything = yes" >> "$d/unknown.conf"

@@ -27,6 +27,8 @@ workers = 2
 CONF
 kc create example.com rsa1 >/dev/null
 kc create example.com ed1 --alg ed25519 >/dev/null
+kc activate example.com rsa1 --force >/dev/null
+kc activate example.com ed1 --force >/dev/null
 kc dns example.com > "$d/zone"
 
 "$bin/dkimhsmd" -c "$d/d.conf" -f 2> "$d/daemon.log" &
@@ -73,19 +75,31 @@ assert len(data) >= 9 and data[4] == 0xFF, data   # ERROR frame, then the daemon
 PY
 ok
 
-# SIGHUP: a key created after start signs without a restart.
+# A key created after start does not sign while it is only created (not
+# even after SIGHUP); once activated it signs within a second, no signal
+# needed (the daemon watches the state database).
 kc create example.org new1 --alg ed25519 >/dev/null
 kc dns example.org > "$d/zone2"
 printf 'From: x@example.org\r\nTo: y@example.net\r\nSubject: after reload\r\n\r\nhi\r\n' > "$d/org.eml"
-if "$bin/dkimhsm-sign" -c "$d/d.conf" --agent "$d/agent.sock" < "$d/org.eml" >/dev/null 2>&1; then
-  fail "example.org signed before the reload"
-fi
 kill -HUP "$pid"
 sleep 0.5
+if "$bin/dkimhsm-sign" -c "$d/d.conf" --agent "$d/agent.sock" < "$d/org.eml" >/dev/null 2>&1; then
+  fail "example.org signed with a key that is only created"
+fi
+kc activate example.org new1 --force >/dev/null
+sleep 1
 "$bin/dkimhsm-sign" -c "$d/d.conf" --agent "$d/agent.sock" < "$d/org.eml" > "$d/org.signed" ||
-  fail "sign after SIGHUP"
+  fail "sign within a second of activation"
 $py "$here/verify/dkimpy_verify.py" "$d/zone2" "$d/org.signed" --expect 1 >/dev/null ||
-  fail "dkimpy after SIGHUP"; ok
+  fail "dkimpy after activation"; ok
+
+# Revoked: out of use at once.
+kc revoke example.org new1 >/dev/null
+sleep 1
+if "$bin/dkimhsm-sign" -c "$d/d.conf" --agent "$d/agent.sock" < "$d/org.eml" >/dev/null 2>&1; then
+  fail "example.org still signed a second after revocation"
+fi
+ok
 
 kill -TERM "$pid"
 i=0

@@ -341,20 +341,37 @@ static void write_pin(const char *pin)
 /* Logged out while the PIN file is wrong: the new login is refused, and it
  * is retried with backoff like a lost token, not once per message; with the
  * right PIN back, signing resumes. */
+/* A refused PIN is not tried again until the PIN file changes (a real HSM
+ * would lock it), and then at once. */
+static void check_pin_refused(hsm *h, hsm_key *k, EVP_PKEY *pk, unsigned n)
+{
+    dh_err e = {0};
+    CHECK_EQ_INT(sign_once(h, k, pk, n, &e), DH_ELOGIN);
+    fprintf(stderr, "message: %s\n", e.msg);
+    CHECK(strstr(e.msg, "CKR_PIN_INCORRECT") != NULL);
+    CHECK(strstr(e.msg, "not trying again until") != NULL);
+}
+
 static void test_pin_changed(void)
 {
     struct fixture f;
+    hsm_health_info hi;
     if (!setup(&f, 1))
         goto out;
     CHECK(signs(f.h, f.rsa, f.rsa_pub, 1));
     write_pin("9999");
     inject("logout");
-    check_down(f.h, f.rsa, f.rsa_pub, "CKR_PIN_INCORRECT", 1);
+    check_pin_refused(f.h, f.rsa, f.rsa_pub, 101);
     CHECK(fault_done("logout"));
-    check_down(f.h, f.ed, f.ed_pub, "CKR_PIN_INCORRECT", 1); /* no new login meanwhile */
+    hsm_health(f.h, &hi);
+    unsigned attempts = hi.attempts;
+    sleep_ms(400); /* past every backoff interval that would apply */
+    check_pin_refused(f.h, f.ed, f.ed_pub, 102);
+    hsm_health(f.h, &hi);
+    CHECK_EQ_INT(hi.usable, 0);
+    CHECK_EQ_INT(hi.attempts, attempts); /* the same wrong PIN was not tried again */
     write_pin(env("DKIMHSM_TEST_PIN"));
-    wait_backoff(f.h);
-    CHECK(signs(f.h, f.ed, f.ed_pub, 2));
+    CHECK(signs(f.h, f.ed, f.ed_pub, 2)); /* a new PIN file: tried at once */
     CHECK(signs(f.h, f.rsa, f.rsa_pub, 3));
 out:
     teardown(&f);

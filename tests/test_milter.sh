@@ -30,6 +30,8 @@ sed "s|milter\\.sock|milter2.sock|" "$d/m.conf" > "$d/accept.conf"
 echo "on_failure = accept" >> "$d/accept.conf"
 "$bin/dkim-keyctl" -c "$d/m.conf" create example.com rsa1 >/dev/null
 "$bin/dkim-keyctl" -c "$d/m.conf" create example.com ed1 --alg ed25519 >/dev/null
+"$bin/dkim-keyctl" -c "$d/m.conf" activate example.com rsa1 --force >/dev/null
+"$bin/dkim-keyctl" -c "$d/m.conf" activate example.com ed1 --force >/dev/null
 "$bin/dkim-keyctl" -c "$d/m.conf" dns example.com > "$d/zone"
 
 start_daemon() { "$bin/dkimhsmd" -c "$d/m.conf" -f 2>> "$d/daemon.log" & dpid=$!; wait_sock "$d/agent.sock"; }
@@ -75,16 +77,20 @@ msgs=$(field msgs "$d/l6"); signed=$(field signed "$d/l6"); tf=$(field tempfail 
 $py "$here/verify/dkimpy_verify.py" "$d/zone" "$d"/s6/*.eml --expect 2 --quiet > "$d/v6" ||
   { tail -3 "$d/v6"; fail "dkimpy after restart under load"; }; ok
 
-# SIGHUP adding a key under load: no message fails, and the new key signs.
+# SIGHUP adding a key to the signing table under load: no message fails,
+# and mail from the newly mapped domain is signed with the new key.
 "$load" -s "unix:$d/milter.sock" -c 8 -t 3 --expect-sign 2 > "$d/l7" & lpid=$!
 sleep 1
 "$bin/dkim-keyctl" -c "$d/m.conf" create example.org hup1 --alg ed25519 >/dev/null
+"$bin/dkim-keyctl" -c "$d/m.conf" activate example.org hup1 --force >/dev/null
 "$bin/dkim-keyctl" -c "$d/m.conf" dns example.org > "$d/zone.org"
+echo "signing_table = news.example.net=example.org" >> "$d/m.conf"
 kill -HUP "$dpid"
 wait "$lpid" || { cat "$d/l7"; fail "messages failed during SIGHUP"; }; lpid=""
 [ "$(field tempfail "$d/l7")" = 0 ] || fail "SIGHUP under load: $(tail -1 "$d/l7")"
-"$load" -s "unix:$d/milter.sock" -n 3 --from a@example.org --sample 1 -o "$d/s8" --expect-sign 1 > "$d/l8" ||
-  { cat "$d/l8"; fail "new key after SIGHUP"; }
+"$load" -s "unix:$d/milter.sock" -n 3 --from a@news.example.net --sample 1 -o "$d/s8" \
+  --expect-sign 1 > "$d/l8" || { cat "$d/l8"; fail "signing table entry after SIGHUP"; }
+grep -q "d=example.org" "$d"/s8/*.eml || fail "news.example.net not signed with example.org's key"
 $py "$here/verify/dkimpy_verify.py" "$d/zone.org" "$d"/s8/*.eml --expect 1 --quiet >/dev/null ||
   fail "dkimpy on the new key"; ok
 

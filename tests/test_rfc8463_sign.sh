@@ -17,6 +17,8 @@ kc() { "$bin/dkim-keyctl" -c "$DKIMHSM_TEST_CONF" "$@"; }
 
 kc import football.example.com brisbane --pem "$td/ed25519.pem" >/dev/null
 kc import football.example.com test --pem "$td/rsa.pem" >/dev/null 2>"$d/warn"
+kc activate football.example.com brisbane --force >/dev/null
+kc activate football.example.com test --force >/dev/null
 grep -q "1024" "$d/warn" || fail "no warning for the 1024-bit RSA key"
 kc dns football.example.com > "$d/zone"
 

@@ -17,6 +17,9 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 kc create example.com rsa2048 --alg rsa >/dev/null
 kc create example.com ed1 --alg ed25519 >/dev/null
+# No DNS in this test: the keys sign once activated by force.
+kc activate example.com rsa2048 --force >/dev/null
+kc activate example.com ed1 --force >/dev/null
 kc dns example.com > "$d/zone"
 grep -q '^rsa2048._domainkey.example.com. IN TXT' "$d/zone" || fail "no rsa record: $(cat "$d/zone")"
 grep -q 'k=ed25519' "$d/zone" || fail "no ed25519 record"

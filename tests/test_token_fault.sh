@@ -42,6 +42,8 @@ mkdir -p "$ctl"
 port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$bin/dkim-keyctl" -c "$DKIMHSM_TEST_CONF" create example.com rsa1 >/dev/null
 "$bin/dkim-keyctl" -c "$DKIMHSM_TEST_CONF" create example.com ed1 --alg ed25519 >/dev/null
+"$bin/dkim-keyctl" -c "$DKIMHSM_TEST_CONF" activate example.com rsa1 --force >/dev/null
+"$bin/dkim-keyctl" -c "$DKIMHSM_TEST_CONF" activate example.com ed1 --force >/dev/null
 "$bin/dkim-keyctl" -c "$DKIMHSM_TEST_CONF" dns example.com > "$d/zone"
 sed "s|^pkcs11_module = .*|pkcs11_module = $shim|" "$DKIMHSM_TEST_CONF" > "$d/f.conf"
 printf 'agent_socket = %s/agent.sock\nmilter_socket = unix:%s/milter.sock\nworkers = 2\nhttp_listen = 127.0.0.1:%s\n' \

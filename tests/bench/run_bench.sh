@@ -68,6 +68,8 @@ CONF
 kc() { "$bin/dkim-keyctl" -c "$d/b.conf" "$@" >/dev/null; }
 kc create rsa.bench.test rsa1 --alg rsa
 kc create ed.bench.test ed1 --alg ed25519
+kc activate rsa.bench.test rsa1 --force
+kc activate ed.bench.test ed1 --force
 { "$bin/dkim-keyctl" -c "$d/b.conf" dns rsa.bench.test
   "$bin/dkim-keyctl" -c "$d/b.conf" dns ed.bench.test; } > "$d/zone"
 
