@@ -144,9 +144,8 @@ int kc_cmd_activate(kc_ctx *c, int argc, char **argv, dh_err *e)
     if (rc == DH_OK)
         rc = lf_activate(&lf, argv[optind], argv[optind + 1], force[0], kc_actor(), &seen, e);
     if (rc == DH_OK)
-        fprintf(c->out, "%s of %s is active%s%s%s\n", argv[optind + 1], argv[optind],
-                force[0] ? " (forced; DNS said " : "", force[0] ? seen.status : "",
-                force[0] ? ")" : "");
+        fprintf(c->out, "%s of %s is active%s\n", argv[optind + 1], argv[optind],
+                force[0] ? " (forced, DNS not checked: the audit log says so)" : "");
     return rc;
 }
 
