@@ -159,24 +159,9 @@ static int json_row(const row *r, dh_buf *j)
     return rc;
 }
 
-static int print_json(kc_ctx *c, const row *rows, size_t n, dh_err *e)
+static int json_row_item(const void *r, dh_buf *j)
 {
-    dh_buf j = {0};
-    int rc = dh_buf_putc(&j, '[');
-    for (size_t i = 0; rc == DH_OK && i < n; i++) {
-        if (i > 0)
-            rc = dh_buf_putc(&j, ',');
-        if (rc == DH_OK)
-            rc = json_row(&rows[i], &j);
-    }
-    if (rc == DH_OK)
-        rc = dh_buf_putc(&j, ']');
-    if (rc == DH_OK)
-        fprintf(c->out, "%s\n", (char *)j.data);
-    else
-        dh_err_set(e, rc, "cannot format JSON output");
-    dh_buf_free(&j);
-    return rc;
+    return json_row(r, j);
 }
 
 /* The command's status from the rows: a DNS failure outranks a record to fix. */
@@ -220,7 +205,7 @@ static int run_checks(kc_ctx *c, const char *domain, ks_selector *l, size_t n, i
             failed = &rows[i];
     }
     if (rc == DH_OK && json)
-        rc = print_json(c, rows, n, e);
+        rc = kc_print_json_array(c, rows, n, sizeof(*rows), json_row_item, e);
     else if (rc == DH_OK)
         print_table(c, rows, n);
     if (rc == DH_OK)

@@ -88,30 +88,25 @@ static int json_record(const lf_record *r, dh_buf *j)
     return rc;
 }
 
+static int json_record_item(const void *r, dh_buf *j)
+{
+    return json_record(r, j);
+}
+
 int kc_print_records(kc_ctx *c, lf_ctx *lf, const char *domain, const char *selector, int json,
                      dh_err *e)
 {
     lf_record *r = NULL;
     size_t n = 0;
-    dh_buf j = {0};
     int rc = lf_records(lf, domain, selector, &r, &n, e);
-    if (rc == DH_OK && json) {
-        rc = dh_buf_putc(&j, '[');
-        for (size_t i = 0; rc == DH_OK && i < n; i++)
-            if ((rc = i ? dh_buf_putc(&j, ',') : DH_OK) == DH_OK)
-                rc = json_record(&r[i], &j);
-        if (rc == DH_OK && (rc = dh_buf_putc(&j, ']')) == DH_OK)
-            fprintf(c->out, "%s\n", (char *)j.data);
-        else
-            dh_err_set(e, rc, "cannot format JSON output");
-    }
+    if (rc == DH_OK && json)
+        rc = kc_print_json_array(c, r, n, sizeof(*r), json_record_item, e);
     for (size_t i = 0; rc == DH_OK && !json && i < n; i++) {
         /* Provider mode: the customer's CNAME, then our TXT record. */
         if (r[i].alias)
             fprintf(c->out, "%s IN CNAME %s\n", r[i].alias, r[i].owner);
         rc = print_txt(c, r[i].owner, r[i].value, e);
     }
-    dh_buf_free(&j);
     lf_records_free(r, n);
     return rc;
 }
@@ -142,25 +137,9 @@ static int json_selector(const ks_selector *s, dh_buf *j)
     return rc;
 }
 
-static int print_json_list(kc_ctx *c, const ks_selector *l, size_t n,
-                           int (*one)(const ks_selector *, dh_buf *), dh_err *e)
+static int json_selector_item(const void *s, dh_buf *j)
 {
-    dh_buf j = {0};
-    int rc = dh_buf_putc(&j, '[');
-    for (size_t i = 0; rc == DH_OK && i < n; i++) {
-        if (i > 0)
-            rc = dh_buf_putc(&j, ',');
-        if (rc == DH_OK)
-            rc = one(&l[i], &j);
-    }
-    if (rc == DH_OK)
-        rc = dh_buf_putc(&j, ']');
-    if (rc == DH_OK)
-        fprintf(c->out, "%s\n", (char *)j.data);
-    else
-        dh_err_set(e, rc, "cannot format JSON output");
-    dh_buf_free(&j);
-    return rc;
+    return json_selector(s, j);
 }
 
 static void print_table(kc_ctx *c, const ks_selector *l, size_t n)
@@ -187,7 +166,7 @@ int kc_cmd_list(kc_ctx *c, int argc, char **argv, dh_err *e)
     if (rc == DH_OK)
         rc = ks_list(c->store, NULL, &l, &n, e);
     if (rc == DH_OK && json)
-        rc = print_json_list(c, l, n, json_selector, e);
+        rc = kc_print_json_array(c, l, n, sizeof(*l), json_selector_item, e);
     else if (rc == DH_OK)
         print_table(c, l, n);
     ks_list_free(l, n);

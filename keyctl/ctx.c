@@ -36,3 +36,24 @@ void kc_ctx_close(kc_ctx *c)
     c->store = NULL;
     c->cf = NULL;
 }
+
+int kc_print_json_array(kc_ctx *c, const void *items, size_t n, size_t size, kc_json_fn one,
+                        dh_err *e)
+{
+    dh_buf j = {0};
+    int rc = dh_buf_putc(&j, '[');
+    for (size_t i = 0; rc == DH_OK && i < n; i++) {
+        if (i > 0)
+            rc = dh_buf_putc(&j, ',');
+        if (rc == DH_OK)
+            rc = one((const char *)items + i * size, &j);
+    }
+    if (rc == DH_OK)
+        rc = dh_buf_putc(&j, ']');
+    if (rc == DH_OK)
+        fprintf(c->out, "%s\n", (char *)j.data);
+    else
+        dh_err_set(e, rc, "cannot format JSON output");
+    dh_buf_free(&j);
+    return rc;
+}

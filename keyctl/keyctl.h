@@ -29,6 +29,12 @@ int kc_store(kc_ctx *c, dh_err *e) DH_WUR;
 int kc_token(kc_ctx *c, dh_err *e) DH_WUR;
 void kc_ctx_close(kc_ctx *c);
 
+/* Prints n items as one JSON array line: one(item, out) appends item i's
+ * object, items being size bytes apart. */
+typedef int (*kc_json_fn)(const void *item, dh_buf *out);
+int kc_print_json_array(kc_ctx *c, const void *items, size_t n, size_t size, kc_json_fn one,
+                        dh_err *e) DH_WUR;
+
 /* A command gets argv after its own name (argv[0] is the command name, as
  * getopt expects). Returns DH_OK or a status with e filled in; DH_EINVAL with
  * an empty message means "print this command's usage". */
