@@ -31,22 +31,12 @@
 
 /* ---- environment from with-token.sh ---- */
 
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL) {
-        fprintf(stderr, "%s not set: run under tests/lib/with-token.sh\n", name);
-        exit(2);
-    }
-    return v;
-}
-
 static hsm_config test_config(void)
 {
     hsm_config c = {
-        .module = env("DKIMHSM_TEST_MODULE"),
-        .token_uri = env("DKIMHSM_TEST_TOKEN"),
-        .pin_file = env("DKIMHSM_TEST_PIN_FILE"),
+        .module = check_env("DKIMHSM_TEST_MODULE"),
+        .token_uri = check_env("DKIMHSM_TEST_TOKEN"),
+        .pin_file = check_env("DKIMHSM_TEST_PIN_FILE"),
         .pool_size = 4,
     };
     return c;
@@ -68,7 +58,7 @@ static hsm *open_token(void)
 static char *test_path(const char *name)
 {
     static char path[4096];
-    snprintf(path, sizeof path, "%s/%s", env("DKIMHSM_TEST_DIR"), name);
+    snprintf(path, sizeof path, "%s/%s", check_env("DKIMHSM_TEST_DIR"), name);
     return path;
 }
 
@@ -174,7 +164,8 @@ static int raw_open(struct raw *r, int managed)
 {
     memset(r, 0, sizeof *r);
     r->managed = managed;
-    r->f = p11_kit_module_load(env("DKIMHSM_TEST_MODULE"), managed ? 0 : P11_KIT_MODULE_UNMANAGED);
+    r->f = p11_kit_module_load(check_env("DKIMHSM_TEST_MODULE"),
+                               managed ? 0 : P11_KIT_MODULE_UNMANAGED);
     if (r->f == NULL)
         return 0;
     if (managed && p11_kit_module_initialize(r->f) != CKR_OK)
@@ -186,7 +177,7 @@ static int raw_open(struct raw *r, int managed)
     if (r->f->C_OpenSession(r->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &r->s) !=
         CKR_OK)
         return 0;
-    const char *pin = env("DKIMHSM_TEST_PIN");
+    const char *pin = check_env("DKIMHSM_TEST_PIN");
     CK_RV rv = r->f->C_Login(r->s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
     return rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN;
 }

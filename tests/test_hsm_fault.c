@@ -27,20 +27,10 @@
 #include "hsm/hsm.h"
 #include "tests/lib/check.h"
 
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL) {
-        fprintf(stderr, "%s not set: run under tests/lib/with-token.sh\n", name);
-        exit(2);
-    }
-    return v;
-}
-
 static const char *test_path(const char *name)
 {
     static char path[4096];
-    snprintf(path, sizeof path, "%s/%s", env("DKIMHSM_TEST_DIR"), name);
+    snprintf(path, sizeof path, "%s/%s", check_env("DKIMHSM_TEST_DIR"), name);
     return path;
 }
 
@@ -52,15 +42,15 @@ static void shim_env(void)
     if (mkdir(ctl, 0700) != 0 && errno != EEXIST)
         check_fail(__FILE__, __LINE__, "mkdir %s: %s", ctl, strerror(errno));
     setenv("DKIMHSM_SHIM_CTL", ctl, 1);
-    setenv("DKIMHSM_SHIM_TARGET", env("DKIMHSM_TEST_MODULE"), 1);
+    setenv("DKIMHSM_SHIM_TARGET", check_env("DKIMHSM_TEST_MODULE"), 1);
 }
 
 static hsm *open_token(int via_shim)
 {
     hsm_config c = {
-        .module = via_shim ? env("DKIMHSM_SHIM_MODULE") : env("DKIMHSM_TEST_MODULE"),
-        .token_uri = env("DKIMHSM_TEST_TOKEN"),
-        .pin_file = env("DKIMHSM_TEST_PIN_FILE"),
+        .module = via_shim ? check_env("DKIMHSM_SHIM_MODULE") : check_env("DKIMHSM_TEST_MODULE"),
+        .token_uri = check_env("DKIMHSM_TEST_TOKEN"),
+        .pin_file = check_env("DKIMHSM_TEST_PIN_FILE"),
         .pool_size = 4,
     };
     if (via_shim)
@@ -330,7 +320,7 @@ out:
 
 static void write_pin(const char *pin)
 {
-    FILE *f = fopen(env("DKIMHSM_TEST_PIN_FILE"), "w");
+    FILE *f = fopen(check_env("DKIMHSM_TEST_PIN_FILE"), "w");
     CHECK(f != NULL);
     if (f != NULL) {
         fprintf(f, "%s\n", pin);
@@ -370,7 +360,7 @@ static void test_pin_changed(void)
     hsm_health(f.h, &hi);
     CHECK_EQ_INT(hi.usable, 0);
     CHECK_EQ_INT(hi.attempts, attempts); /* the same wrong PIN was not tried again */
-    write_pin(env("DKIMHSM_TEST_PIN"));
+    write_pin(check_env("DKIMHSM_TEST_PIN"));
     CHECK(signs(f.h, f.ed, f.ed_pub, 2)); /* a new PIN file: tried at once */
     CHECK(signs(f.h, f.rsa, f.rsa_pub, 3));
 out:

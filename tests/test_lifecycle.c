@@ -48,16 +48,6 @@ static int fake_check(void *arg, const ks_selector *s, lf_seen *out, dh_err *e)
     return DH_OK;
 }
 
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL) {
-        fprintf(stderr, "%s not set: run under tests/lib/with-token.sh\n", name);
-        exit(2);
-    }
-    return v;
-}
-
 /* A fresh state directory and the test token; naming "alternate". */
 static lf_ctx setup(const char *name)
 {
@@ -69,9 +59,9 @@ static lf_ctx setup(const char *name)
                 .check = fake_check,
                 .now = fake_now};
     dh_err e = {0};
-    hsm_config hc = {.module = env("DKIMHSM_TEST_MODULE"),
-                     .token_uri = env("DKIMHSM_TEST_TOKEN"),
-                     .pin_file = env("DKIMHSM_TEST_PIN_FILE"),
+    hsm_config hc = {.module = check_env("DKIMHSM_TEST_MODULE"),
+                     .token_uri = check_env("DKIMHSM_TEST_TOKEN"),
+                     .pin_file = check_env("DKIMHSM_TEST_PIN_FILE"),
                      .pool_size = 1};
     CHECK_OK(ks_open(dir, &c.store, &e));
     if (hsm_open(&hc, &c.token, &e) != DH_OK)

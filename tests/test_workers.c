@@ -23,22 +23,12 @@
 
 /* ---- token and keys ---- */
 
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL) {
-        fprintf(stderr, "%s not set: run under tests/lib/with-token.sh\n", name);
-        exit(2);
-    }
-    return v;
-}
-
 static hsm *open_token(unsigned pool)
 {
     hsm_config c = {
-        .module = env("DKIMHSM_TEST_MODULE"),
-        .token_uri = env("DKIMHSM_TEST_TOKEN"),
-        .pin_file = env("DKIMHSM_TEST_PIN_FILE"),
+        .module = check_env("DKIMHSM_TEST_MODULE"),
+        .token_uri = check_env("DKIMHSM_TEST_TOKEN"),
+        .pin_file = check_env("DKIMHSM_TEST_PIN_FILE"),
         .pool_size = pool,
     };
     hsm *h = NULL;

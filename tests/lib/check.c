@@ -132,3 +132,13 @@ const char *check_tmpdir(void)
     }
     return tmpdir;
 }
+
+const char *check_env(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL) {
+        fprintf(stderr, "%s not set: run under tests/lib/with-token.sh\n", name);
+        exit(2);
+    }
+    return v;
+}

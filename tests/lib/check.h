@@ -38,6 +38,9 @@ uint8_t *check_slurp(const char *path, size_t *len);
 /* A fresh temporary directory for this test process, removed with all it
  * holds when the process exits. Returns its path (static), NULL on failure. */
 const char *check_tmpdir(void);
+/* The value of an environment variable with-token.sh exports; exits 2
+ * naming it when it is not set (the test was not run through it). */
+const char *check_env(const char *name);
 /* 1 when path exists (used to skip cleanly when ../shared is absent). */
 int check_exists(const char *path);
 
