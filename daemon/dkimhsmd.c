@@ -24,6 +24,7 @@
 #include "daemon/handler.h"
 #include "daemon/httpd.h"
 #include "daemon/keyset.h"
+#include "daemon/lifetimer.h"
 #include "daemon/metrics.h"
 #include "daemon/policy.h"
 #include "daemon/server.h"
@@ -49,6 +50,7 @@ struct daemon {
      * its own commits do not move data_version. */
     lf_dns_arg dns;
     lf_ctx life;
+    lt *timer; /* the lifecycle timer (lifetimer.h) */
 };
 
 /* No core dump, no ptrace: key handles and the PIN's traces stay in here. */
@@ -115,7 +117,7 @@ static void life_from_conf(struct daemon *d)
 
 /* After a lifecycle change made by this process (API, timer): the keys in
  * use follow at once. */
-__attribute__((unused)) static void daemon_keys_changed(void *arg)
+static void daemon_keys_changed(void *arg)
 {
     struct daemon *d = arg;
     dh_err e = {0};
@@ -275,8 +277,13 @@ static int open_front(struct daemon *d, dh_err *e)
         return dh_err_set(e, DH_ECONFIG, "%s: agent_socket: required by dkimhsmd", cf->path);
     int rc = srv_new(d->base, cf->agent_socket, d->handler, d->pool, &d->server, e);
     httpd_health hh = {h_token_ok, h_queue, h_keys, h_token_detail, d};
+    /* The management API (api.h): its changes reload the keys at once. */
+    api_config ac = {cf->api_token_file, &d->life, daemon_keys_changed, d};
+    if (rc == DH_OK && cf->api_token_file && !cf->http_listen)
+        rc = dh_err_set(e, DH_ECONFIG, "%s: api_token_file needs http_listen", cf->path);
     if (rc == DH_OK && cf->http_listen)
-        rc = httpd_new(d->base, cf->http_listen, d->metrics, &hh, &d->http, e);
+        rc = httpd_new(d->base, cf->http_listen, d->metrics, &hh, cf->api_token_file ? &ac : NULL,
+                       &d->http, e);
     d->sighup = evsignal_new(d->base, SIGHUP, on_sighup, d);
     d->sigterm = evsignal_new(d->base, SIGTERM, on_sigterm, d);
     d->sigint = evsignal_new(d->base, SIGINT, on_sigterm, d);
@@ -285,11 +292,14 @@ static int open_front(struct daemon *d, dh_err *e)
         rc = dh_err_set(e, DH_EIO, "cannot install signal handlers");
     if (rc == DH_OK)
         rc = start_keywatch(d, e);
+    if (rc == DH_OK)
+        rc = lt_new(d->base, &d->life, &d->cf, daemon_keys_changed, d, &d->timer, e);
     return rc;
 }
 
 static void daemon_close(struct daemon *d)
 {
+    lt_free(d->timer);
     /* Workers first: every queued job is signed and handed back before the
      * connections and the token go. */
     if (d->pool != NULL) {

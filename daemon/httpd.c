@@ -2,15 +2,20 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/buf.h"
 
+/* Headers of a request stay small; bodies are the API's JSON objects. */
+#define MAX_HEADERS 8192
+
 struct httpd {
     struct evhttp *http;
     mx *m;
     httpd_health health;
+    api *api; /* NULL: the management API is off */
 };
 
 static void reply(struct evhttp_request *req, int code, const char *type, const dh_buf *body)
@@ -47,6 +52,11 @@ static void on_healthz(struct evhttp_request *req, void *arg)
 {
     httpd *h = arg;
     const httpd_health *hh = &h->health;
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+        evhttp_send_error(req, 405, NULL);
+        return;
+    }
     int ok = hh->token_ok(hh->arg);
     dh_buf body = {0};
     int rc = dh_buf_printf(&body,
@@ -63,6 +73,94 @@ static void on_healthz(struct evhttp_request *req, void *arg)
     else
         reply(req, ok ? 200 : 503, "application/json", &body);
     dh_buf_free(&body);
+}
+
+static const char *reason(int code)
+{
+    switch (code) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Internal Server Error";
+    }
+}
+
+static enum api_method method_of(struct evhttp_request *req)
+{
+    switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_GET:
+        return API_GET;
+    case EVHTTP_REQ_PUT:
+        return API_PUT;
+    case EVHTTP_REQ_POST:
+        return API_POST;
+    case EVHTTP_REQ_DELETE:
+        return API_DELETE;
+    default:
+        return API_OTHER;
+    }
+}
+
+/* Everything not /healthz or /metrics: /api/... goes to the API, the rest
+ * is 404. evhttp has already refused a body over API_MAX_BODY (413). */
+static void on_other(struct evhttp_request *req, void *arg)
+{
+    httpd *h = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (h->api == NULL || path == NULL || strncmp(path, "/api/", 5) != 0) {
+        evhttp_send_error(req, 404, NULL);
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    char *peer = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer, &port);
+    api_request r = {.method = method_of(req),
+                     .path = path,
+                     .query = evhttp_uri_get_query(uri),
+                     .authorization =
+                         evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
+                     .body = len ? evbuffer_pullup(in, -1) : NULL,
+                     .body_len = len,
+                     .peer = peer};
+    api_reply out;
+    api_handle(h->api, &r, &out);
+    struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
+    struct evbuffer *body = evbuffer_new();
+    if (body == NULL || evbuffer_add(body, out.body.data, out.body.len) != 0) {
+        evhttp_send_error(req, 500, NULL);
+    } else {
+        evhttp_add_header(hdr, "Content-Type", "application/json");
+        evhttp_add_header(hdr, "Cache-Control", "no-store");
+        if (out.allow)
+            evhttp_add_header(hdr, "Allow", out.allow);
+        if (out.challenge)
+            evhttp_add_header(hdr, "WWW-Authenticate", "Bearer realm=\"dkimhsm\"");
+        evhttp_send_reply(req, out.status, reason(out.status), body);
+    }
+    if (body)
+        evbuffer_free(body);
+    dh_buf_free(&out.body);
 }
 
 static int split_listen(const char *listen, char *host, size_t cap, unsigned short *port)
@@ -86,7 +184,7 @@ static int split_listen(const char *listen, char *host, size_t cap, unsigned sho
 }
 
 int httpd_new(struct event_base *base, const char *listen, mx *metrics, const httpd_health *hh,
-              httpd **out, dh_err *e)
+              const api_config *apicfg, httpd **out, dh_err *e)
 {
     *out = NULL;
     char host[256];
@@ -100,9 +198,19 @@ int httpd_new(struct event_base *base, const char *listen, mx *metrics, const ht
     }
     h->m = metrics;
     h->health = *hh;
+    int rc = apicfg != NULL ? api_new(apicfg, &h->api, e) : DH_OK;
+    if (rc != DH_OK) {
+        httpd_free(h);
+        return rc;
+    }
     evhttp_set_cb(h->http, "/metrics", on_metrics, h);
     evhttp_set_cb(h->http, "/healthz", on_healthz, h);
-    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_gencb(h->http, on_other, h);
+    evhttp_set_max_headers_size(h->http, MAX_HEADERS);
+    evhttp_set_max_body_size(h->http, API_MAX_BODY);
+    evhttp_set_allowed_methods(
+        h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
+                     (h->api ? EVHTTP_REQ_PUT | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE : 0));
     if (evhttp_bind_socket(h->http, host, port) != 0) {
         httpd_free(h);
         return dh_err_set(e, DH_EIO, "http_listen %s: cannot bind", listen);
@@ -117,5 +225,6 @@ void httpd_free(httpd *h)
         return;
     if (h->http != NULL)
         evhttp_free(h->http);
+    api_free(h->api);
     free(h);
 }

@@ -1,7 +1,8 @@
 /*
  * httpd.h - the daemon's HTTP listener (evhttp): GET /healthz and
- * GET /metrics (Prometheus text format). The management API of the key
- * lifecycle will live here too.
+ * GET /metrics (Prometheus text format), and, when api_token_file is set,
+ * the management API of the key lifecycle under /api/v1/ (api.h,
+ * docs/API.md).
  */
 #ifndef DAEMON_HTTPD_H
 #define DAEMON_HTTPD_H
@@ -11,6 +12,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "daemon/api.h"
 #include "daemon/metrics.h"
 
 typedef struct httpd httpd;
@@ -25,9 +27,11 @@ typedef struct httpd_health {
     void *arg;
 } httpd_health;
 
-/* listen is "HOST:PORT" (IPv4 or [IPv6]). */
+/* listen is "HOST:PORT" (IPv4 or [IPv6]). apicfg: NULL, or the management
+ * API's configuration (api_new(): the token file is read here, before
+ * privileges are dropped; an unsafe or bad token file fails httpd_new). */
 int httpd_new(struct event_base *base, const char *listen, mx *metrics, const httpd_health *h,
-              httpd **out, dh_err *e) DH_WUR;
+              const api_config *apicfg, httpd **out, dh_err *e) DH_WUR;
 void httpd_free(httpd *h);
 
 #endif

@@ -284,8 +284,9 @@ static sfsistat decide(SMFICTX *ctx, struct conn *c, const ac_lookup *l, int rc,
     return SMFIS_ACCEPT;
 }
 
-/* Looks up the keys and signs. A refusal after a cached answer means the
- * keys changed (a selector revoked or replaced): forget it and ask again. */
+/* Looks up the keys and signs. A refusal means the keys changed between the
+ * answer (cached, or fresh but overtaken by a rotation) and the request: a
+ * selector revoked or replaced. Forget the answer and ask once more. */
 static sfsistat lookup_and_sign(SMFICTX *ctx, struct conn *c, struct msg *m, const char *from,
                                 const uint8_t bh[32], struct outcome *o)
 {
@@ -300,7 +301,7 @@ static sfsistat lookup_and_sign(SMFICTX *ctx, struct conn *c, struct msg *m, con
             break;
         fields.len = 0;
         rc = sign_with(m, &l, bh, o, &fields, &e);
-        if (!(rc == DH_EPERM && cached))
+        if (rc != DH_EPERM)
             break;
         lc_drop(lookups, from);
     }

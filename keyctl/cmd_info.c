@@ -48,49 +48,9 @@ static int print_txt(kc_ctx *c, const char *owner, const char *value, dh_err *e)
     return rc;
 }
 
-static int json_record(const lf_record *r, dh_buf *j)
-{
-    int rc = dh_buf_puts(j, "{\"name\":");
-    if (rc == DH_OK)
-        rc = dh_json_str(j, r->owner);
-    if (rc == DH_OK)
-        rc = dh_buf_puts(j, ",\"type\":\"TXT\",\"value\":");
-    if (rc == DH_OK)
-        rc = dh_json_str(j, r->value);
-    if (rc == DH_OK)
-        rc = dh_buf_puts(j, ",\"strings\":[");
-    size_t vlen = strlen(r->value);
-    for (size_t i = 0; rc == DH_OK && i < dkim_record_nstrings(vlen); i++) {
-        size_t off, len;
-        dkim_record_string_at(vlen, i, &off, &len);
-        char *part = strndup(r->value + off, len);
-        rc = part ? dh_buf_puts(j, i ? "," : "") : DH_ENOMEM;
-        if (rc == DH_OK)
-            rc = dh_json_str(j, part);
-        free(part);
-    }
-    if (rc == DH_OK)
-        rc = dh_buf_printf(j, "],\"selector\":\"%s\",\"state\":\"%s\"", r->selector,
-                           ks_state_name(r->state));
-    if (rc == DH_OK && r->alias) {
-        rc = dh_buf_puts(j, ",\"cname\":{\"name\":");
-        if (rc == DH_OK)
-            rc = dh_json_str(j, r->alias);
-        if (rc == DH_OK)
-            rc = dh_buf_puts(j, ",\"type\":\"CNAME\",\"value\":");
-        if (rc == DH_OK)
-            rc = dh_json_str(j, r->owner);
-        if (rc == DH_OK)
-            rc = dh_buf_putc(j, '}');
-    }
-    if (rc == DH_OK)
-        rc = dh_buf_putc(j, '}');
-    return rc;
-}
-
 static int json_record_item(const void *r, dh_buf *j)
 {
-    return json_record(r, j);
+    return lf_record_json(r, j);
 }
 
 int kc_print_records(kc_ctx *c, lf_ctx *lf, const char *domain, const char *selector, int json,

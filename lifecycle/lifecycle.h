@@ -180,6 +180,10 @@ typedef struct lf_record {
 int lf_records(lf_ctx *c, const char *domain, const char *selector, lf_record **out, size_t *n,
                dh_err *e) DH_WUR;
 void lf_records_free(lf_record *r, size_t n);
+/* Appends r as the JSON object `dkim-keyctl dns --json` and the API print:
+ * name, type, value, strings (the <= 255-byte pieces), selector, state and,
+ * in provider mode, cname {name, type, value}. */
+int lf_record_json(const lf_record *r, dh_buf *out) DH_WUR;
 
 /* Everything `show` prints. custody_known is 0 (custody_error says why) when
  * the token was not given, could not find the key or the key is destroyed. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/hex.h"
+#include "common/json.h"
 #include "dkim/b64.h"
 #include "dkim/record.h"
 #include "lifecycle/lf_int.h"
@@ -159,5 +160,42 @@ int lf_show(lf_ctx *c, const char *domain, const char *selector, lf_info *out, d
         read_custody(c, out);
     else
         lf_info_clear(out);
+    return rc;
+}
+
+/* Appends lead (literal JSON) and then v as a JSON string. */
+static int put_str(dh_buf *b, const char *lead, const char *v)
+{
+    int rc = dh_buf_puts(b, lead);
+    return rc == DH_OK ? dh_json_str(b, v) : rc;
+}
+
+int lf_record_json(const lf_record *r, dh_buf *b)
+{
+    int rc = put_str(b, "{\"name\":", r->owner);
+    if (rc == DH_OK)
+        rc = put_str(b, ",\"type\":\"TXT\",\"value\":", r->value);
+    if (rc == DH_OK)
+        rc = dh_buf_puts(b, ",\"strings\":[");
+    size_t vlen = strlen(r->value);
+    for (size_t i = 0; rc == DH_OK && i < dkim_record_nstrings(vlen); i++) {
+        size_t off, len;
+        dkim_record_string_at(vlen, i, &off, &len);
+        /* A DKIM record value holds no '"' or '\\' (RFC 6376 §3.6.1 tags). */
+        rc = dh_buf_printf(b, "%s\"%.*s\"", i ? "," : "", (int)len, r->value + off);
+    }
+    if (rc == DH_OK)
+        rc = put_str(b, "],\"selector\":", r->selector);
+    if (rc == DH_OK)
+        rc = dh_buf_printf(b, ",\"state\":\"%s\"", ks_state_name(r->state));
+    if (rc == DH_OK && r->alias) {
+        rc = put_str(b, ",\"cname\":{\"name\":", r->alias);
+        if (rc == DH_OK)
+            rc = put_str(b, ",\"type\":\"CNAME\",\"value\":", r->owner);
+        if (rc == DH_OK)
+            rc = dh_buf_putc(b, '}');
+    }
+    if (rc == DH_OK)
+        rc = dh_buf_putc(b, '}');
     return rc;
 }
