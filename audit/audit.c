@@ -310,7 +310,7 @@ static int read_head(ks *k, long long *seq, char hash[AU_HASH_HEX], dh_err *e)
         *seq = -2;
         return DH_OK;
     }
-    snprintf(hash, AU_HASH_HEX, "%s", h);
+    memcpy(hash, h, 65); /* 64 hex digits, checked above, and the NUL */
     return DH_OK;
 }
 
