@@ -446,9 +446,10 @@ static int domain_empty(call *c, dh_err *e)
     return rc;
 }
 
-/* PUT: selector1 and selector2, both created (as hosted DKIM services give
- * a customer two names to publish at once). selector2 is recorded as the
- * successor of selector1, so that `rotate` after activating selector1
+/* PUT: the algorithm's two alternate names (lf_alternate_names: selector1
+ * and selector2 for RSA), both created, as hosted DKIM services give a
+ * customer two names to publish at once. The second is recorded as the
+ * successor of the first, so that `rotate` after activating the first
  * switches to it once DNS shows it. */
 static int put_keys(call *c, dh_err *e)
 {
@@ -470,14 +471,16 @@ static int put_keys(call *c, dh_err *e)
         return rc;
     enum dkim_alg a = alg < 0 ? DKIM_ALG_RSA_SHA256 : (enum dkim_alg)alg;
     unsigned nbits = bits ? (unsigned)bits->num : 0;
-    rc = lf_create(c->lf, c->d, "selector1", a, nbits, NULL, c->actor, &k1, e);
+    const char *names[2];
+    lf_alternate_names(a, names);
+    rc = lf_create(c->lf, c->d, names[0], a, nbits, NULL, c->actor, &k1, e);
     if (rc == DH_OK) {
         c->changed = 1;
-        rc = lf_create(c->lf, c->d, "selector2", a, nbits, "selector1", c->actor, &k2, e);
+        rc = lf_create(c->lf, c->d, names[1], a, nbits, names[0], c->actor, &k2, e);
         dh_err ue = {0};
-        /* Both or neither: selector1 goes again (its audit entries stay). */
-        if (rc != DH_OK && lf_revoke(c->lf, c->d, "selector1", 1, c->actor, &ue) != DH_OK)
-            dh_err_prefix(e, "(selector1 could not be removed again: %s)", ue.msg);
+        /* Both or neither: the first goes again (its audit entries stay). */
+        if (rc != DH_OK && lf_revoke(c->lf, c->d, names[0], 1, c->actor, &ue) != DH_OK)
+            dh_err_prefix(e, "(%s could not be removed again: %s)", names[0], ue.msg);
     }
     if (rc == DH_OK)
         rc = put_str(c->out, "{\"domain\":", c->d);
@@ -493,9 +496,9 @@ static int put_keys(call *c, dh_err *e)
     lf_record *r1 = NULL, *r2 = NULL;
     size_t n1 = 0, n2 = 0;
     if (rc == DH_OK)
-        rc = lf_records(c->lf, c->d, "selector1", &r1, &n1, e);
+        rc = lf_records(c->lf, c->d, names[0], &r1, &n1, e);
     if (rc == DH_OK)
-        rc = lf_records(c->lf, c->d, "selector2", &r2, &n2, e);
+        rc = lf_records(c->lf, c->d, names[1], &r2, &n2, e);
     if (rc == DH_OK && (n1 != 1 || n2 != 1))
         rc = dh_err_set(e, DH_EDB, "new keys of %s: unexpected records", c->d);
     if (rc == DH_OK && (rc = dh_buf_puts(c->out, ",\"records\":[")) == DH_OK)

@@ -154,13 +154,19 @@ typedef struct lf_rotation {
 
 /* One rotation step for domain's active key of alg (alg < 0: the algorithm
  * of the domain's only active key; DH_EINVAL when it has several). The
- * successor's name comes from lf_ctx.naming: "alternate" takes selector1 or
- * selector2, whichever is not the current key (a revoked key under that name
- * is destroyed first, as hosted providers reuse the name; a live one makes it
- * DH_ESTATE); "date" takes YYYYMM (UTC), then YYYYMMb, c, ... when taken.
- * Never activates a key DNS does not show. *out: lf_rotation_clear(). */
+ * successor's name comes from lf_ctx.naming: "alternate" takes the
+ * algorithm's pair (lf_alternate_names), whichever is not the current key (a revoked key under that
+ * name is destroyed first, as hosted providers reuse the name; a live one makes it DH_ESTATE);
+ * "date" takes YYYYMM (UTC), then YYYYMMb, c, ... when taken. Never activates a key DNS does not
+ * show. *out: lf_rotation_clear(). */
 int lf_rotate(lf_ctx *c, const char *domain, int alg, const char *actor, lf_rotation *out,
               dh_err *e) DH_WUR;
+
+/* The two names the "alternate" scheme gives keys of alg: selector1 and
+ * selector2 for RSA (as hosted providers name them), selector1-ed25519 and
+ * selector2-ed25519 for Ed25519, so a domain signing with both algorithms
+ * rotates each without the other's names in the way. */
+void lf_alternate_names(enum dkim_alg alg, const char *out[2]);
 void lf_rotation_clear(lf_rotation *r);
 
 /* A record the zone should hold. In provider mode (delegation_zone) the TXT

@@ -138,10 +138,17 @@ static int no_name(lf_ctx *c, const ks_selector *b, dh_err *e)
                       b->domain, b->selector, when);
 }
 
+void lf_alternate_names(enum dkim_alg alg, const char *out[2])
+{
+    int ed = alg == DKIM_ALG_ED25519_SHA256;
+    out[0] = ed ? "selector1-ed25519" : "selector1";
+    out[1] = ed ? "selector2-ed25519" : "selector2";
+}
+
 /* The successor's name by lf_ctx.naming; *reuse gets a revoked key to
  * destroy first (alternate scheme). */
-static int successor_name(lf_ctx *c, const char *d, const ks_selector *old, char name[64],
-                          ks_selector *reuse, dh_err *e)
+static int successor_name(lf_ctx *c, const char *d, enum dkim_alg alg, const ks_selector *old,
+                          char name[64], ks_selector *reuse, dh_err *e)
 {
     ks_selector blocker = {0};
     int rc = 0;
@@ -156,10 +163,12 @@ static int successor_name(lf_ctx *c, const char *d, const ks_selector *old, char
             rc = name_free(c, d, name, 0, reuse, &blocker, e);
         }
     } else {
-        const char *cand[2] = {"selector1", "selector2"};
-        if (old && strcmp(old->selector, "selector1") == 0)
-            cand[0] = "selector2", cand[1] = NULL;
-        else if (old && strcmp(old->selector, "selector2") == 0)
+        const char *pair[2], *cand[2];
+        lf_alternate_names(alg, pair);
+        cand[0] = pair[0], cand[1] = pair[1];
+        if (old && strcmp(old->selector, pair[0]) == 0)
+            cand[0] = pair[1], cand[1] = NULL;
+        else if (old && strcmp(old->selector, pair[1]) == 0)
             cand[1] = NULL;
         for (int i = 0; i < 2 && cand[i] && rc == 0; i++) {
             snprintf(name, 64, "%s", cand[i]);
@@ -178,7 +187,7 @@ static int create_successor(lf_ctx *c, const char *d, enum dkim_alg alg, const k
 {
     char name[64];
     ks_selector reuse = {0};
-    int rc = successor_name(c, d, old, name, &reuse, e);
+    int rc = successor_name(c, d, alg, old, name, &reuse, e);
     if (rc == DH_OK && reuse.key_id) {
         /* The alternate scheme reuses the name: the revoked key under it goes. */
         rc = ks_begin(c->store, e);

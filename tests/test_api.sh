@@ -204,11 +204,11 @@ api PUT /domains/example.org/keys '{"alg":"ed25519"}'
 expect 201 "PUT example.org"
 api DELETE /domains/example.org/keys
 expect 200 "DELETE"
-[ "$(field 'v["revoked"], v["destroyed"]')" = "(['selector1', 'selector2'], [])" ] ||
+[ "$(field 'v["revoked"], v["destroyed"]')" = "(['selector1-ed25519', 'selector2-ed25519'], [])" ] ||
   fail "DELETE: $(cat "$d/out")"
 api DELETE '/domains/example.org/keys?destroy=1'
 expect 200 "DELETE destroy"
-[ "$(field 'v["revoked"], v["destroyed"]')" = "([], ['selector1', 'selector2'])" ] ||
+[ "$(field 'v["revoked"], v["destroyed"]')" = "([], ['selector1-ed25519', 'selector2-ed25519'])" ] ||
   fail "DELETE destroy: $(cat "$d/out")"
 api DELETE '/domains/example.org/keys?really=1'
 expect 400 "unknown query"
@@ -216,7 +216,7 @@ api PUT /domains/example.org/keys '{"alg":"ed25519"}'
 expect 201 "PUT after destroy"
 api GET /domains/example.org/keys
 [ "$(field '" ".join(sorted(k["selector"] + ":" + k["state"] for k in v["keys"]))')" = \
-  "selector1:created selector1:destroyed selector2:created selector2:destroyed" ] ||
+  "selector1-ed25519:created selector1-ed25519:destroyed selector2-ed25519:created selector2-ed25519:destroyed" ] ||
   fail "keys after re-PUT: $(cat "$d/out")"; ok
 
 # Provider mode after SIGHUP: the customer's CNAME comes with the record.
@@ -226,15 +226,15 @@ i=0
 until grep -q "reloaded" "$d/daemon.log"; do
   i=$((i + 1)); [ $i -lt 50 ] || fail "no reload"; sleep 0.1
 done
-api GET /domains/example.org/keys/selector1
+api GET /domains/example.org/keys/selector1-ed25519
 expect 200 "GET key, provider mode"
 [ "$(field 'v["records"][0]["cname"]["name"], v["records"][0]["name"]')" = \
-  "('selector1._domainkey.example.org.', 'selector1-example-org._domainkey.dkim.provider.example.')" ] ||
+  "('selector1-ed25519._domainkey.example.org.', 'selector1-ed25519-example-org._domainkey.dkim.provider.example.')" ] ||
   fail "provider mode: $(cat "$d/out")"; ok
 
 # The audit log names the token by its hash, never the token itself.
 kc audit | grep -q " $actor activate example.com selector1 " || fail "audit: no $actor"
-kc audit | grep -q " $actor create example.org selector2 " || fail "audit: create by $actor"
+kc audit | grep -q " $actor create example.org selector2-ed25519 " || fail "audit: create by $actor"
 kc audit --verify >/dev/null || fail "audit --verify"
 grep -q "api: $actor" "$d/daemon.log" || fail "requests not logged"
 if grep -qF -e "$token" -e dXNlcjpwYXNz -e wrong-token-wrong "$d/daemon.log"; then

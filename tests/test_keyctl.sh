@@ -154,10 +154,10 @@ assert [x["event"] for x in a if x["selector"]=="s1"]==["create","activate","rev
 kl create rot.example old --alg ed25519 >/dev/null
 kl activate rot.example old --force >/dev/null
 kl rotate rot.example > "$d/rot" 2>"$d/rot.err" || fail "rotate: $(cat "$d/rot.err")"
-grep -q '^selector1._domainkey.rot.example. IN TXT ( "v=DKIM1; k=ed25519; p=' "$d/rot" ||
+grep -q '^selector1-ed25519._domainkey.rot.example. IN TXT ( "v=DKIM1; k=ed25519; p=' "$d/rot" ||
   fail "rotate prints the successor's record: $(cat "$d/rot")"
 kl rotate rot.example >/dev/null 2>&1 || true
-kl show rot.example selector1 | grep -q '^state: *created' || fail "rotate activated an unseen key"
+kl show rot.example selector1-ed25519 | grep -q '^state: *created' || fail "rotate activated an unseen key"
 kl show rot.example old | grep -q '^state: *active' || fail "rotate retired the old key too early"; ok
 
 # The audit chain verifies, and an edited entry is caught.

@@ -45,14 +45,14 @@ kc audit | grep -q ' activate example.com life1 .*published -> active$' ||
   fail "audit: unforced activation"; ok
 
 kc rotate example.com > "$d/rot" 2>&1 || fail "rotate step 1: $(cat "$d/rot")"
-grep -q '^selector1._domainkey.example.com. IN TXT' "$d/rot" || fail "successor record: $(cat "$d/rot")"
+grep -q '^selector1-ed25519._domainkey.example.com. IN TXT' "$d/rot" || fail "successor record: $(cat "$d/rot")"
 kc rotate example.com > "$d/rot" 2>&1 || fail "rotate while waiting: $(cat "$d/rot")"
-grep -q 'waiting: DNS does not show selector1 yet (missing' "$d/rot" || fail "waiting: $(cat "$d/rot")"
-[ "$(state selector1)" = created ] && [ "$(state life1)" = active ] || fail "rotate switched early"; ok
-publish selector1
+grep -q 'waiting: DNS does not show selector1-ed25519 yet (missing' "$d/rot" || fail "waiting: $(cat "$d/rot")"
+[ "$(state selector1-ed25519)" = created ] && [ "$(state life1)" = active ] || fail "rotate switched early"; ok
+publish selector1-ed25519
 kc rotate example.com > "$d/rot" 2>&1 || fail "rotate step 2: $(cat "$d/rot")"
-grep -q '^selector1 of example.com is active; life1 is retiring' "$d/rot" || fail "switch: $(cat "$d/rot")"
-[ "$(state selector1)" = active ] && [ "$(state life1)" = retiring ] || fail "states after rotation"
+grep -q '^selector1-ed25519 of example.com is active; life1 is retiring' "$d/rot" || fail "switch: $(cat "$d/rot")"
+[ "$(state selector1-ed25519)" = active ] && [ "$(state life1)" = retiring ] || fail "states after rotation"
 kc show example.com life1 | grep -q '^retire at:' || fail "show: retire at"; ok
 
 kc revoke example.com life1 >/dev/null 2>&1 || fail "revoke"
@@ -62,9 +62,9 @@ grep -q 'revoked' "$d/check" || fail "DNS serves the revoked form: $(cat "$d/che
 
 # Provider mode: the customer's CNAME and our TXT record under the zone.
 { cat "$conf"; echo "delegation_zone = dkim.provider.example"; } > "$d/prov.conf"
-"$bin/dkim-keyctl" -c "$d/prov.conf" dns example.com selector1 > "$d/prov"
-grep -q '^selector1._domainkey.example.com. IN CNAME selector1-example-com._domainkey.dkim.provider.example.$' "$d/prov" &&
-  grep -q '^selector1-example-com._domainkey.dkim.provider.example. IN TXT ( "v=DKIM1; k=ed25519; p=' "$d/prov" ||
+"$bin/dkim-keyctl" -c "$d/prov.conf" dns example.com selector1-ed25519 > "$d/prov"
+grep -q '^selector1-ed25519._domainkey.example.com. IN CNAME selector1-ed25519-example-com._domainkey.dkim.provider.example.$' "$d/prov" &&
+  grep -q '^selector1-ed25519-example-com._domainkey.dkim.provider.example. IN TXT ( "v=DKIM1; k=ed25519; p=' "$d/prov" ||
   fail "provider mode records: $(cat "$d/prov")"; ok
 
 kc audit --verify >/dev/null || fail "audit --verify"; ok

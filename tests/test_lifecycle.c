@@ -393,61 +393,93 @@ static void test_expire(void)
     teardown(&c);
 }
 
+/* A domain signing with both algorithms rotates each in its own pair of
+ * names: neither blocks the other. */
+static void test_rotate_two_algs(void)
+{
+    lf_ctx c = setup("rot-two");
+    dh_err e = {0};
+    lf_rotation r;
+    make(&c, "r0", DKIM_ALG_RSA_SHA256);
+    make(&c, "k0", DKIM_ALG_ED25519_SHA256);
+    CHECK_OK(lf_activate(&c, "example.com", "r0", 1, "x", NULL, &e));
+    CHECK_OK(lf_activate(&c, "example.com", "k0", 1, "x", NULL, &e));
+    CHECK_OK(lf_rotate(&c, "example.com", DKIM_ALG_RSA_SHA256, "x", &r, &e));
+    CHECK_STR(r.selector ? r.selector : "", "selector1");
+    lf_rotation_clear(&r);
+    CHECK_OK(lf_rotate(&c, "example.com", DKIM_ALG_ED25519_SHA256, "x", &r, &e));
+    CHECK_STR(r.selector ? r.selector : "", "selector1-ed25519");
+    lf_rotation_clear(&r);
+    publish("selector1");
+    publish("selector1-ed25519");
+    CHECK_OK(lf_rotate(&c, "example.com", DKIM_ALG_RSA_SHA256, "x", &r, &e));
+    CHECK_EQ_INT(r.step, LF_ROTATE_SWITCHED);
+    lf_rotation_clear(&r);
+    CHECK_OK(lf_rotate(&c, "example.com", DKIM_ALG_ED25519_SHA256, "x", &r, &e));
+    CHECK_EQ_INT(r.step, LF_ROTATE_SWITCHED);
+    lf_rotation_clear(&r);
+    CHECK_EQ_INT(state_of(&c, "selector1"), KS_ACTIVE);
+    CHECK_EQ_INT(state_of(&c, "selector1-ed25519"), KS_ACTIVE);
+    CHECK_EQ_INT(state_of(&c, "r0"), KS_RETIRING);
+    CHECK_EQ_INT(state_of(&c, "k0"), KS_RETIRING);
+    teardown(&c);
+}
+
 static void test_rotate_alternate(void)
 {
     lf_ctx c = setup("rot-alt");
     dh_err e = {0};
     lf_rotation r;
-    /* No key yet: rotation creates selector1, then activates it once seen. */
+    /* No key yet: rotation creates selector1-ed25519, then activates it once seen. */
     CHECK_OK(lf_rotate(&c, "example.com", DKIM_ALG_ED25519_SHA256, "x", &r, &e));
     CHECK_EQ_INT(r.step, LF_ROTATE_CREATED);
-    CHECK_STR(r.selector ? r.selector : "", "selector1");
+    CHECK_STR(r.selector ? r.selector : "", "selector1-ed25519");
     CHECK(r.old == NULL);
     lf_rotation_clear(&r);
     CHECK_OK(lf_rotate(&c, "example.com", DKIM_ALG_ED25519_SHA256, "x", &r, &e));
     CHECK_EQ_INT(r.step, LF_ROTATE_WAITING); /* never activates an unpublished key */
     CHECK_STR(r.seen.status, "missing");
     lf_rotation_clear(&r);
-    CHECK_EQ_INT(state_of(&c, "selector1"), KS_CREATED);
-    publish("selector1");
+    CHECK_EQ_INT(state_of(&c, "selector1-ed25519"), KS_CREATED);
+    publish("selector1-ed25519");
     CHECK_OK(lf_rotate(&c, "example.com", -1, "x", &r, &e));
     CHECK_EQ_INT(r.step, LF_ROTATE_SWITCHED);
     lf_rotation_clear(&r);
-    CHECK_EQ_INT(state_of(&c, "selector1"), KS_ACTIVE);
+    CHECK_EQ_INT(state_of(&c, "selector1-ed25519"), KS_ACTIVE);
 
-    /* Rotate: selector2 replaces selector1. */
+    /* Rotate: selector2-ed25519 replaces selector1-ed25519. */
     CHECK_OK(lf_rotate(&c, "example.com", -1, "x", &r, &e));
     CHECK_EQ_INT(r.step, LF_ROTATE_CREATED);
-    CHECK_STR(r.selector ? r.selector : "", "selector2");
-    CHECK_STR(r.old ? r.old : "", "selector1");
+    CHECK_STR(r.selector ? r.selector : "", "selector2-ed25519");
+    CHECK_STR(r.old ? r.old : "", "selector1-ed25519");
     lf_rotation_clear(&r);
-    publish("selector2");
+    publish("selector2-ed25519");
     CHECK_OK(lf_rotate(&c, "example.com", -1, "x", &r, &e));
     CHECK_EQ_INT(r.step, LF_ROTATE_SWITCHED);
     lf_rotation_clear(&r);
-    CHECK_EQ_INT(state_of(&c, "selector2"), KS_ACTIVE);
-    CHECK_EQ_INT(state_of(&c, "selector1"), KS_RETIRING);
+    CHECK_EQ_INT(state_of(&c, "selector2-ed25519"), KS_ACTIVE);
+    CHECK_EQ_INT(state_of(&c, "selector1-ed25519"), KS_RETIRING);
     ks_selector s;
-    CHECK_OK(ks_get(c.store, "example.com", "selector2", &s, &e));
-    CHECK_STR(s.predecessor ? s.predecessor : "", "selector1");
+    CHECK_OK(ks_get(c.store, "example.com", "selector2-ed25519", &s, &e));
+    CHECK_STR(s.predecessor ? s.predecessor : "", "selector1-ed25519");
     ks_selector_clear(&s);
 
-    /* selector1 is still retiring: no free name yet. */
+    /* selector1-ed25519 is still retiring: no free name yet. */
     CHECK_EQ_INT(lf_rotate(&c, "example.com", -1, "x", &r, &e), DH_ESTATE);
-    CHECK_MSG(e, "selector1 is retiring until");
+    CHECK_MSG(e, "selector1-ed25519 is retiring until");
     /* Once expired (revoked), rotation reuses the name: the old key goes. */
     clock_now += 8 * 86400;
     CHECK_OK(lf_expire(&c, "timer", NULL, &e));
     CHECK_OK(lf_rotate(&c, "example.com", -1, "x", &r, &e));
     CHECK_EQ_INT(r.step, LF_ROTATE_CREATED);
-    CHECK_STR(r.selector ? r.selector : "", "selector1");
+    CHECK_STR(r.selector ? r.selector : "", "selector1-ed25519");
     lf_rotation_clear(&r);
-    CHECK_EQ_INT(state_of(&c, "selector1"), KS_CREATED);
+    CHECK_EQ_INT(state_of(&c, "selector1-ed25519"), KS_CREATED);
     CHECK_OK(lf_rotate(&c, "example.com", -1, "x", &r, &e));
-    CHECK_EQ_INT(r.step, LF_ROTATE_SWITCHED); /* the fake DNS still shows "selector1" */
+    CHECK_EQ_INT(r.step, LF_ROTATE_SWITCHED); /* the fake DNS still shows "selector1-ed25519" */
     lf_rotation_clear(&r);
-    CHECK_EQ_INT(state_of(&c, "selector1"), KS_ACTIVE);
-    CHECK_EQ_INT(state_of(&c, "selector2"), KS_RETIRING);
+    CHECK_EQ_INT(state_of(&c, "selector1-ed25519"), KS_ACTIVE);
+    CHECK_EQ_INT(state_of(&c, "selector2-ed25519"), KS_RETIRING);
 
     /* Two active algorithms: rotation must be told which. */
     make(&c, "ed", DKIM_ALG_RSA_SHA256);
@@ -496,6 +528,7 @@ int main(int argc, char **argv)
                                               {"records", test_records},
                                               {"expire", test_expire},
                                               {"rotate_alternate", test_rotate_alternate},
+                                              {"rotate_two_algs", test_rotate_two_algs},
                                               {"rotate_date", test_rotate_date},
                                               {NULL, NULL}};
     return check_run(argc, argv, cases);

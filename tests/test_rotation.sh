@@ -5,7 +5,7 @@
 # by RFC 2136 update (TSIG), activates it once DNS shows it, retires the old
 # key, revokes it after retire_after and publishes its empty p=.
 #
-# Two domains rotate at once: example.com (Ed25519, k0 -> selector1 -> ...)
+# Two domains rotate at once: example.com (Ed25519, k0 -> selector1-ed25519 -> ...)
 # and customer.example (RSA, whose key generation blocks the daemon's loop
 # for a moment). A watcher (verify/dkimpy_dns_verify.py watch) records what
 # knotd served, when; every message the load generator wrote is then verified
@@ -83,7 +83,9 @@ kc activate customer.example r0 >/dev/null || fail "activate r0 once published";
 
 names=""
 for z in example.com customer.example; do
-  for s in k0 r0 selector1 selector2; do names="$names $s._domainkey.$z"; done
+  for s in k0 r0 selector1 selector2 selector1-ed25519 selector2-ed25519; do
+    names="$names $s._domainkey.$z"
+  done
 done
 # shellcheck disable=SC2086
 $py "$vfy" watch --server "$dns" --out "$d/watch.log" --interval 10 $names 2> "$d/watch.err" & wpid=$!
@@ -93,7 +95,7 @@ wait_sock "$d/agent.sock"
 "$bin/dkimhsm-milter" -c "$conf" 2> "$d/milter.log" & mpid=$!
 wait_sock "$d/milter.sock"
 
-# Load for the whole rotation: k0 signs, selector1 takes over, k0 is revoked.
+# Load for the whole rotation: k0 signs, selector1-ed25519 takes over, k0 is revoked.
 "$load" -s "unix:$d/milter.sock" -c 8 -t 11 --unique --sample 1 -o "$d/ed" --expect-sign 1 \
   > "$d/l1" & l1=$!
 "$load" -s "unix:$d/milter.sock" -c 2 -t 11 --unique --sample 1 -o "$d/rsa" --expect-sign 1 \
@@ -101,7 +103,8 @@ wait_sock "$d/milter.sock"
 
 # The old key keeps verifying (DNS, now) while it is retiring.
 wait_for 10 in_state example.com k0 retiring || fail "k0 not retiring: $(state example.com k0)"
-[ "$(state example.com selector1)" = active ] || fail "selector1 not active while k0 retires"
+[ "$(state example.com selector1-ed25519)" = active ] ||
+  fail "selector1-ed25519 not active while k0 retires"
 old=$(grep -l 's=k0;' "$d"/ed/*.eml 2>/dev/null | head -1)
 [ -n "$old" ] || fail "no message signed by k0"
 $py "$vfy" verify --server "$dns" "$old" > "$d/v_retiring" || fail "k0 while retiring: $(cat "$d/v_retiring")"; ok
@@ -133,7 +136,7 @@ for set in ed rsa; do
   set -- $(total "$d/v_$set")
   [ "$1" = "$2" ] && [ "$2" = "$(wc -l < "$d/$set.list")" ] || fail "$set: $1 of $2 verify"
 done
-grep -q 's=k0:' "$d/v_ed" && grep -q 's=selector1:' "$d/v_ed" || fail "ed: selectors $(tail -1 "$d/v_ed")"
+grep -q 's=k0:' "$d/v_ed" && grep -q 's=selector1-ed25519:' "$d/v_ed" || fail "ed: selectors $(tail -1 "$d/v_ed")"
 grep -q 's=r0:' "$d/v_rsa" && grep -q 's=selector1:' "$d/v_rsa" || fail "rsa: selectors $(tail -1 "$d/v_rsa")"; ok
 
 # The old selectors stayed published, unchanged, from before the first
@@ -160,18 +163,18 @@ PY
 done; ok
 
 # The timer's actions, logged and audited.
-for pat in 'rotation of example.com: created selector1 to replace k0' \
-           'published by RFC 2136 update .*selector1._domainkey.example.com' \
-           'rotation of example.com: selector1 is active (seen in DNS), k0 is retiring' \
+for pat in 'rotation of example.com: created selector1-ed25519 to replace k0' \
+           'published by RFC 2136 update .*selector1-ed25519._domainkey.example.com' \
+           'rotation of example.com: selector1-ed25519 is active (seen in DNS), k0 is retiring' \
            'revoked selector k0 of example.com' \
            'published by RFC 2136 update .*k0._domainkey.example.com. IN TXT ( "v=DKIM1; k=ed25519; p=" )' \
            'rotation of customer.example: selector1 is active (seen in DNS), r0 is retiring'; do
   grep -q "timer: $pat" "$d/daemon.log" || fail "daemon log lacks: $pat"
 done
-created=$(grep -c 'timer: rotation of example.com: created selector1 to replace k0' "$d/daemon.log")
+created=$(grep -c 'timer: rotation of example.com: created selector1-ed25519 to replace k0' "$d/daemon.log")
 [ "$created" = 1 ] || fail "created logged $created times"; ok
 kc audit > "$d/audit"
-grep ' timer ' "$d/audit" | grep -q 'activate example.com selector1' &&
+grep ' timer ' "$d/audit" | grep -q 'activate example.com selector1-ed25519' &&
   grep ' timer ' "$d/audit" | grep -q 'revoke example.com k0' ||
   { grep timer "$d/audit" | head; fail "audit: the timer's actions"; }
 kc audit --verify >/dev/null || fail "audit --verify"; ok
