@@ -42,11 +42,32 @@ static int parse_args(int argc, char **argv, int *json, int *npos)
     return *npos >= 1 && *npos <= 2 ? 0 : -1;
 }
 
+/* A name reused by rotation has older (destroyed) rows under it; DNS holds
+ * one record per name, the newest key's, so only that row is checked. The
+ * list is oldest first. */
+static void drop_shadowed(ks_selector *l, size_t *n)
+{
+    size_t out = 0;
+    for (size_t i = 0; i < *n; i++) {
+        int newer = 0;
+        for (size_t j = i + 1; j < *n && !newer; j++)
+            newer =
+                strcmp(l[i].domain, l[j].domain) == 0 && strcmp(l[i].selector, l[j].selector) == 0;
+        if (newer)
+            ks_selector_clear(&l[i]);
+        else
+            l[out++] = l[i];
+    }
+    *n = out;
+}
+
 static int selectors(kc_ctx *c, const char *domain, const char *selector, ks_selector **l,
                      size_t *n, dh_err *e)
 {
     if (selector == NULL) {
         int rc = ks_list(c->store, domain, l, n, e);
+        if (rc == DH_OK)
+            drop_shadowed(*l, n);
         if (rc == DH_OK && *n == 0)
             rc = dh_err_set(e, DH_ENOTFOUND, "domain %s has no selectors", domain);
         return rc;

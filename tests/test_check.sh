@@ -132,6 +132,14 @@ checkp customer.example s9
 [ $rc = 5 ] && row s9 | grep -q 'CNAME points to s1-other-example._domainkey.dkim.provider.example, expected s9-customer-example._domainkey.dkim.provider.example' ||
   fail "provider: wrong CNAME: $(cat "$d/out")"; ok
 
+# A name reused after its key was destroyed: one row, the live key's.
+kc create reuse.example r1 --alg ed25519 >/dev/null
+kc revoke reuse.example r1 --destroy >/dev/null
+kc create reuse.example r1 --alg ed25519 >/dev/null
+check reuse.example
+[ "$(grep -c '^r1 ' "$d/out")" = 1 ] && row r1 | grep -q ' created ' ||
+  fail "reused name: $(cat "$d/out")"; ok
+
 # DNS unreachable: exit 1, naming the server; usage errors exit 2.
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 { cat "$DKIMHSM_TEST_CONF"; echo "dns_server = 127.0.0.1:$port"; } > "$d/down.conf"
