@@ -40,3 +40,10 @@ add_test(NAME daemon_rotation
                  ${CMAKE_CURRENT_SOURCE_DIR}/test_rotation.sh ${CMAKE_BINARY_DIR})
 set_tests_properties(daemon_rotation PROPERTIES ENVIRONMENT "${TOKEN_TEST_ENV}" TIMEOUT 300
                      SKIP_RETURN_CODE 77 LABELS dns)
+
+# The management API's fuzz target (routes, queries, JSON bodies, lifecycle
+# calls), run by the deterministic driver on a fresh token.
+add_executable(fuzz_api_driver fuzz/fuzz_api.c fuzz/driver.c)
+target_link_libraries(fuzz_api_driver PRIVATE dh_daemon dh_lifecycle)
+add_test(NAME daemon_fuzz_api COMMAND ${WITH_TOKEN} -- $<TARGET_FILE:fuzz_api_driver>)
+set_tests_properties(daemon_fuzz_api PROPERTIES ENVIRONMENT "${TOKEN_TEST_ENV}" TIMEOUT 300)
