@@ -229,11 +229,10 @@ static int insert_fields(SMFICTX *ctx, const struct conn *c, const dh_buf *field
 }
 
 /* Which keys sign this From: domain: the cached answer, or dkimhsmd's. */
-static int keys_for(const char *from, int fresh, ac_lookup *l, int *cached, dh_err *e)
+static int keys_for(const char *from, int fresh, ac_lookup *l, dh_err *e)
 {
     uint64_t now = now_ms();
-    *cached = !fresh && lc_get(lookups, from, now, l);
-    if (*cached)
+    if (!fresh && lc_get(lookups, from, now, l))
         return DH_OK;
     int rc = ac_lookup_domain(agent, from, l, e);
     if (rc == DH_OK)
@@ -293,9 +292,9 @@ static sfsistat lookup_and_sign(SMFICTX *ctx, struct conn *c, struct msg *m, con
     dh_buf fields = {0};
     dh_err e = {0};
     ac_lookup l;
-    int cached = 0, answered = 0, rc = DH_OK;
+    int answered = 0, rc = DH_OK;
     for (int fresh = 0; fresh < 2; fresh++) {
-        rc = keys_for(from, fresh, &l, &cached, &e);
+        rc = keys_for(from, fresh, &l, &e);
         answered = rc == DH_OK;
         if (!answered || l.status != AP_OK)
             break;
