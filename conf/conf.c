@@ -66,6 +66,7 @@ static const struct conf_param params[] = {
     P("delegation_zone", T_STRING, delegation_zone, 0, 0, 0),
     P("retire_after", T_DURATION, retire_after, 0, 366LL * 86400, 0),
     P("rotate_after", T_DURATION, rotate_after, 0, 10LL * 366 * 86400, 0),
+    P("publish_wait", T_DURATION, publish_wait, 0, 366LL * 86400, 0),
     P("selector_naming", T_NAMING, selector_naming, 0, 0, 0),
     P("dns_update_server", T_STRING, dns_update_server, 0, 0, 0),
     P("tsig_key_file", T_PATH, tsig_key_file, 0, 0, 0),
@@ -89,6 +90,7 @@ static int set_defaults(conf *c)
     c->queue_limit = 4096;
     c->lookup_cache_ms = 500;
     c->retire_after = 7LL * 86400;
+    c->publish_wait = 3600;
     c->rotate_after = 0;
     c->selector_naming = strdup("alternate");
     c->log = strdup("stderr");

@@ -53,6 +53,7 @@ typedef struct conf {
     char *dns_server;        /* "HOST:PORT" asked for DKIM records; NULL = system resolver */
     char *delegation_zone;   /* provider mode: records live under this zone; NULL = off */
     long long retire_after;  /* seconds a replaced key stays published; default 7d */
+    long long publish_wait;  /* seconds DNS serves a successor before rotation uses it */
     long long rotate_after;  /* seconds an active key signs before rotation; 0 = never */
     char *selector_naming;   /* "alternate" (selector1/selector2) or "date" (YYYYMM) */
     char *dns_update_server; /* "HOST:PORT" for RFC 2136 updates; NULL = publish by hand */

@@ -108,6 +108,7 @@ static void life_from_conf(struct daemon *d)
     d->life = (lf_ctx){.store = d->store,
                        .token = d->token,
                        .retire_after = cf->retire_after,
+                       .publish_wait = cf->publish_wait,
                        .naming = cf->selector_naming,
                        .rsa_bits = cf->rsa_bits,
                        .delegation_zone = cf->delegation_zone,

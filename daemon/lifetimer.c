@@ -137,8 +137,13 @@ static void rotate_one(lt *t, const ks_selector *s, int *changed)
         *changed = 1;
         break;
     case LF_ROTATE_WAITING:
-        snprintf(msg, sizeof(msg), "rotation of %s: waiting for DNS to show %s (%s%s%s)", s->domain,
-                 r.selector, r.seen.status, r.seen.reason[0] ? ": " : "", r.seen.reason);
+        if (r.seen.ok)
+            snprintf(msg, sizeof(msg), "rotation of %s: %s is %s", s->domain, r.selector,
+                     r.seen.reason);
+        else
+            snprintf(msg, sizeof(msg), "rotation of %s: waiting for DNS to show %s (%s%s%s)",
+                     s->domain, r.selector, r.seen.status, r.seen.reason[0] ? ": " : "",
+                     r.seen.reason);
         log_once(t, DH_LOG_INFO, key, msg);
         break;
     case LF_ROTATE_SWITCHED:

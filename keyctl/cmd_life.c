@@ -35,6 +35,7 @@ int kc_life(kc_ctx *c, int need_token, lf_ctx *lf, dh_err *e)
     *lf = (lf_ctx){.store = c->store,
                    .token = c->token,
                    .retire_after = c->cf->retire_after,
+                   .publish_wait = c->cf->publish_wait,
                    .naming = c->cf->selector_naming,
                    .rsa_bits = c->cf->rsa_bits,
                    .delegation_zone = c->cf->delegation_zone,
@@ -189,6 +190,9 @@ static void print_rotation(kc_ctx *c, const char *domain, const lf_rotation *r)
                 "dkim-keyctl: created %s (%s) to replace %s; publish this record, then run "
                 "`dkim-keyctl rotate %s` again:\n",
                 r->selector, dkim_alg_name(r->alg), r->old ? r->old : "(no active key)", domain);
+    else if (r->step == LF_ROTATE_WAITING && r->seen.ok)
+        fprintf(stderr, "dkim-keyctl: waiting: %s is %s; run again then:\n", r->selector,
+                r->seen.reason);
     else if (r->step == LF_ROTATE_WAITING)
         fprintf(stderr,
                 "dkim-keyctl: waiting: DNS does not show %s yet (%s%s%s); publish this record "

@@ -82,6 +82,8 @@ typedef struct lf_ctx {
     ks *store;                   /* required */
     hsm *token;                  /* needed by create, destroy and rotate; else may be NULL */
     long long retire_after;      /* seconds a retiring key stays published (conf) */
+    long long publish_wait;      /* seconds DNS must serve a successor before rotation
+                                  * switches to it (caches let go of what they held) */
     const char *naming;          /* "alternate" (selector1/selector2) or "date" (YYYYMM) */
     unsigned rsa_bits;           /* for new RSA keys when there is no predecessor */
     const char *delegation_zone; /* provider mode (lf_records); NULL = off */

@@ -78,6 +78,24 @@ static int switch_over(lf_ctx *c, const ks_selector *next, const ks_selector *ol
     if (rc == DH_OK && n.state == KS_CREATED) {
         rc = lf_step(c, &n, KS_PUBLISHED, actor, "rotation", e);
         n.state = KS_PUBLISHED;
+        n.state_changed = lf_now(c);
+    }
+    /* Resolvers may still hold what the name served before (nothing, or the
+     * revoked key of a reused name) until their cache expires: the switch
+     * waits until DNS has served the successor for publish_wait. */
+    long long ready = n.state_changed + c->publish_wait;
+    if (rc == DH_OK && lf_now(c) < ready) {
+        rc = lf_finish(c, rc, e);
+        /* An absolute time: the timer logs a changed message every tick. */
+        time_t at = (time_t)ready;
+        struct tm tm;
+        char when[32];
+        gmtime_r(&at, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(out->seen.reason, sizeof(out->seen.reason),
+                 "served by DNS; the switch waits for publish_wait, until %s", when);
+        ks_selector_clear(&n);
+        return rc;
     }
     snprintf(why, sizeof(why), "rotation: replaces %s", old ? old->selector : "no active key");
     if (rc == DH_OK)

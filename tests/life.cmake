@@ -9,7 +9,7 @@ add_test(NAME audit COMMAND test_audit)
 add_executable(test_lifecycle ${LIFE_TESTS_DIR}/test_lifecycle.c)
 target_link_libraries(test_lifecycle PRIVATE dh_lifecycle dh_testlib)
 set(LIFE_CASES table legal_path activate_seen illegal force revoke_destroy records expire rotate_alternate
-    rotate_two_algs rotate_date)
+    rotate_two_algs rotate_publish_wait rotate_date)
 foreach(case IN LISTS LIFE_CASES)
   add_test(NAME life.${case} COMMAND ${WITH_TOKEN} -- $<TARGET_FILE:test_lifecycle> ${case})
   set_tests_properties(life.${case} PROPERTIES ENVIRONMENT "${TOKEN_TEST_ENV}"

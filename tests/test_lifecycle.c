@@ -393,6 +393,39 @@ static void test_expire(void)
     teardown(&c);
 }
 
+/* With publish_wait, a successor DNS serves is published first and becomes
+ * active only once DNS has served it that long. */
+static void test_rotate_publish_wait(void)
+{
+    lf_ctx c = setup("rot-wait");
+    c.publish_wait = 3600;
+    dh_err e = {0};
+    lf_rotation r;
+    make(&c, "k0", DKIM_ALG_ED25519_SHA256);
+    CHECK_OK(lf_activate(&c, "example.com", "k0", 1, "x", NULL, &e));
+    CHECK_OK(lf_rotate(&c, "example.com", -1, "x", &r, &e));
+    CHECK_EQ_INT(r.step, LF_ROTATE_CREATED);
+    lf_rotation_clear(&r);
+    publish("selector1-ed25519");
+    CHECK_OK(lf_rotate(&c, "example.com", -1, "x", &r, &e));
+    CHECK_EQ_INT(r.step, LF_ROTATE_WAITING);
+    CHECK(r.seen.ok && strstr(r.seen.reason, "publish_wait") != NULL);
+    lf_rotation_clear(&r);
+    CHECK_EQ_INT(state_of(&c, "selector1-ed25519"), KS_PUBLISHED);
+    CHECK_EQ_INT(state_of(&c, "k0"), KS_ACTIVE);
+    clock_now += 3599;
+    CHECK_OK(lf_rotate(&c, "example.com", -1, "x", &r, &e));
+    CHECK_EQ_INT(r.step, LF_ROTATE_WAITING);
+    lf_rotation_clear(&r);
+    clock_now += 1;
+    CHECK_OK(lf_rotate(&c, "example.com", -1, "x", &r, &e));
+    CHECK_EQ_INT(r.step, LF_ROTATE_SWITCHED);
+    lf_rotation_clear(&r);
+    CHECK_EQ_INT(state_of(&c, "selector1-ed25519"), KS_ACTIVE);
+    CHECK_EQ_INT(state_of(&c, "k0"), KS_RETIRING);
+    teardown(&c);
+}
+
 /* A domain signing with both algorithms rotates each in its own pair of
  * names: neither blocks the other. */
 static void test_rotate_two_algs(void)
@@ -529,6 +562,7 @@ int main(int argc, char **argv)
                                               {"expire", test_expire},
                                               {"rotate_alternate", test_rotate_alternate},
                                               {"rotate_two_algs", test_rotate_two_algs},
+                                              {"rotate_publish_wait", test_rotate_publish_wait},
                                               {"rotate_date", test_rotate_date},
                                               {NULL, NULL}};
     return check_run(argc, argv, cases);

@@ -64,6 +64,7 @@ pkcs11_module = $module
 token = $DKIMHSM_TEST_TOKEN
 pin_file = $DKIMHSM_TEST_PIN_FILE
 state_dir = $dir/state
+publish_wait = 0
 CONF
 
 # Not exec: the trap must run to remove the token directory.
