@@ -34,7 +34,7 @@ cp "$DKIMHSM_TEST_CONF" "$d/unknown.conf"; echo "sign_everything = yes" >> "$d/u
 line=$(wc -l < "$d/unknown.conf")
 expect "unknown key" 2 "unknown.conf:$line: sign_everything: unknown key" -- "$bin/dkimhsm-sign" -c "$d/unknown.conf"
 cp "$DKIMHSM_TEST_CONF" "$d/badval.conf"; echo "canonicalization = loose/simple" >> "$d/badval.conf"
-expect "bad value" 2 "badval.conf:5: canonicalization" -- "$bin/dkimhsm-sign" -c "$d/badval.conf"
+expect "bad value" 2 "badval.conf:$line: canonicalization" -- "$bin/dkimhsm-sign" -c "$d/badval.conf"
 expect "missing config" 2 "nonexistent.conf" -- "$bin/dkimhsm-sign" -c "$d/nonexistent.conf"
 
 # Token and PIN.
