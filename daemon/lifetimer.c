@@ -223,7 +223,8 @@ static int served(const conf *cf, const lf_record *r, int *same, char *what, siz
     return rc;
 }
 
-/* RFC 2136: the record into its zone (the provider's zone, else the domain). */
+/* RFC 2136: the record into its zone (the provider's zone, else the one
+ * the server says holds the name: a signing domain may sit below its apex). */
 static int send_update(const conf *cf, const lf_record *r, dh_err *e)
 {
     dn_tsig tsig;
@@ -231,8 +232,12 @@ static int send_update(const conf *cf, const lf_record *r, dh_err *e)
     if (rc != DH_OK)
         return rc;
     dn_config dc = {.server = cf->dns_update_server};
-    const char *zone = cf->delegation_zone ? cf->delegation_zone : r->domain;
-    rc = dn_update_txt(&dc, zone, &tsig, r->owner, r->value, LT_RECORD_TTL, e);
+    char found[256];
+    const char *zone = cf->delegation_zone;
+    if (zone == NULL && (rc = dn_find_zone(&dc, r->owner, found, sizeof(found), e)) == DH_OK)
+        zone = found;
+    if (rc == DH_OK)
+        rc = dn_update_txt(&dc, zone, &tsig, r->owner, r->value, LT_RECORD_TTL, e);
     dn_tsig_clear(&tsig);
     return rc;
 }

@@ -108,6 +108,11 @@ typedef struct dn_tsig {
 int dn_tsig_load(const char *path, dn_tsig *out, dh_err *e) DH_WUR;
 void dn_tsig_clear(dn_tsig *t);
 
+/* The zone name lives in (normalised, no final dot), as the server c names
+ * (required) says: the owner of the SOA it returns for name. DH_EIO naming
+ * the server when it does not answer or serves no zone holding name. */
+int dn_find_zone(const dn_config *c, const char *name, char *zone, size_t zonesz, dh_err *e) DH_WUR;
+
 /* RFC 2136 update of zone at server (c->server is required): replaces every
  * TXT record at owner with value (value NULL: deletes them), in one message
  * (delete RRset, then add), so the name is never seen empty. value is cut

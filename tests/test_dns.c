@@ -287,6 +287,25 @@ static void update(const dn_tsig *t, const char *owner, const char *value)
 }
 
 /* Add, replace, delete: each visible to dn_check at once. */
+/* The zone of a name below the apex, of the apex, and of a name the server
+ * does not serve. */
+static void test_find_zone(void)
+{
+    if (!need_server())
+        return;
+    dn_config c = {.server = server};
+    char zone[256];
+    dh_err e = {0};
+    CHECK_OK(dn_find_zone(&c, "s1._domainkey.mail.example.com.", zone, sizeof(zone), &e));
+    CHECK_STR(zone, "example.com");
+    CHECK_OK(dn_find_zone(&c, "EXAMPLE.com", zone, sizeof(zone), &e));
+    CHECK_STR(zone, "example.com");
+    CHECK_OK(dn_find_zone(&c, "new._domainkey.customer.example", zone, sizeof(zone), &e));
+    CHECK_STR(zone, "customer.example");
+    CHECK_EQ_INT(dn_find_zone(&c, "s1._domainkey.elsewhere.test", zone, sizeof(zone), &e), DH_EIO);
+    CHECK(strstr(e.msg, "REFUSED") != NULL);
+}
+
 static void test_update(void)
 {
     dn_tsig t;
@@ -427,6 +446,7 @@ int main(int argc, char **argv)
                                               {"provider", test_provider},
                                               {"delegated_name", test_delegated_name},
                                               {"server_errors", test_server_errors},
+                                              {"find_zone", test_find_zone},
                                               {"update", test_update},
                                               {"update_refused", test_update_refused},
                                               {"tsig_file", test_tsig_file},
