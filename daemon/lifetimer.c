@@ -364,6 +364,9 @@ int lt_new(struct event_base *base, lf_ctx *life, conf *const *cfp, lt_changed_f
         lt_free(t);
         return dh_err_set(e, DH_EIO, "cannot start the lifecycle timer");
     }
+    /* The first tick as soon as the loop runs, not one interval later: a
+     * daemon restarted after a long stop catches up at once. */
+    event_active(t->ev, EV_TIMEOUT, 0);
     const conf *cf = *cfp;
     dh_log(DH_LOG_INFO, "timer: every %lu ms; rotate_after %llds, retire_after %llds; %s", ms,
            cf->rotate_after, cf->retire_after,
