@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -50,7 +51,8 @@ struct daemon {
      * its own commits do not move data_version. */
     lf_dns_arg dns;
     lf_ctx life;
-    lt *timer; /* the lifecycle timer (lifetimer.h) */
+    long long login_failure_audited; /* hsm_health().since of the last one written */
+    lt *timer;                       /* the lifecycle timer (lifetimer.h) */
 };
 
 /* No core dump, no ptrace: key handles and the PIN's traces stay in here. */
@@ -151,6 +153,24 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
  * key stops signing at once and a new one starts without a SIGHUP. */
 #define KEYWATCH_MS 250
 
+/* The token refused our PIN (at a re-login after a token failure): one
+ * audit entry per episode. Read from hsm_health, so no token call here. */
+static void audit_login_failure(struct daemon *d)
+{
+    hsm_health_info hi;
+    hsm_health(d->token, &hi);
+    const char *ckr = hsm_ckr_name(hi.ckr);
+    if (hi.usable || strncmp(ckr, "CKR_PIN_", 8) != 0 || hi.since == d->login_failure_audited)
+        return;
+    dh_err e = {0};
+    char detail[128];
+    snprintf(detail, sizeof(detail), "dkimhsmd: re-login refused: %s", ckr);
+    if (au_record(d->store, (long long)time(NULL), "dkimhsmd", "login-failure", NULL, NULL, NULL,
+                  detail, &e) != DH_OK)
+        dh_log(DH_LOG_ERR, "could not audit the login failure: %s", e.msg);
+    d->login_failure_audited = hi.since;
+}
+
 static void on_keywatch(evutil_socket_t fd, short what, void *arg)
 {
     struct daemon *d = arg;
@@ -158,6 +178,7 @@ static void on_keywatch(evutil_socket_t fd, short what, void *arg)
     dh_err e = {0};
     (void)fd;
     (void)what;
+    audit_login_failure(d);
     if (ks_data_version(d->store, &v, &e) != DH_OK) {
         dh_log(DH_LOG_ERR, "state database: %s", e.msg);
         return;
@@ -250,6 +271,13 @@ static int open_core(struct daemon *d, dh_err *e)
                      .pin_file = cf->pin_file,
                      .pool_size = cf->session_pool > workers ? cf->session_pool : workers};
     int rc = hsm_open(&hc, &d->token, e);
+    if (rc == DH_ELOGIN) { /* audited, best effort, before giving up */
+        dh_err ignored = {0};
+        if (ks_open(cf->state_dir, &d->store, &ignored) != DH_OK ||
+            au_record(d->store, (long long)time(NULL), "dkimhsmd", "login-failure", NULL, NULL,
+                      NULL, e->msg, &ignored) != DH_OK)
+            dh_log(DH_LOG_ERR, "could not audit the login failure: %s", ignored.msg);
+    }
     if (rc == DH_OK)
         rc = ks_open(cf->state_dir, &d->store, e);
     if (rc == DH_OK && ((d->metrics = mx_new()) == NULL))

@@ -1,5 +1,7 @@
 #include <stdlib.h>
+#include <time.h>
 
+#include "audit/audit.h"
 #include "keyctl/keyctl.h"
 
 int kc_conf(kc_ctx *c, dh_err *e)
@@ -24,7 +26,17 @@ int kc_token(kc_ctx *c, dh_err *e)
                      .token_uri = c->cf->token,
                      .pin_file = c->cf->pin_file,
                      .pool_size = 1};
-    return hsm_open(&hc, &c->token, e);
+    rc = hsm_open(&hc, &c->token, e);
+    if (rc == DH_ELOGIN) {
+        /* A refused PIN is a key event (someone may be guessing): audited,
+         * best effort - the refusal itself is what the caller reports. */
+        dh_err ignored = {0};
+        if (kc_store(c, &ignored) != DH_OK ||
+            au_record(c->store, (long long)time(NULL), kc_actor(), "login-failure", NULL, NULL,
+                      NULL, e->msg, &ignored) != DH_OK)
+            fprintf(stderr, "dkim-keyctl: could not audit the login failure: %s\n", ignored.msg);
+    }
+    return rc;
 }
 
 void kc_ctx_close(kc_ctx *c)

@@ -111,6 +111,14 @@ wait "$pid" || fail "daemon exit status $?"
 pid=""
 [ ! -S "$d/agent.sock" ] || fail "socket left behind"; ok
 
+# A wrong PIN: dkimhsmd refuses to start (exit 3) and the audit log says so.
+(umask 077; echo 0000 > "$d/bad.pin")
+sed "s|^pin_file = .*|pin_file = $d/bad.pin|" "$d/d.conf" > "$d/badpin.conf"
+rc=0; "$bin/dkimhsmd" -c "$d/badpin.conf" -f 2> "$d/badpin.log" || rc=$?
+[ $rc = 3 ] || fail "wrong PIN: exit $rc: $(tail -2 "$d/badpin.log")"
+kc audit | grep -q ' dkimhsmd login-failure .*CKR_PIN_INCORRECT' ||
+  fail "daemon login failure not audited: $(kc audit | tail -2)"; ok
+
 # Started as root with user = nobody: it opens the token and the socket as
 # root, then runs as nobody and still signs. (Skipped when not root.) The
 # token files, state and PIN must be readable by that user, as in a real

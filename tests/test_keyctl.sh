@@ -161,6 +161,13 @@ kl show rot.example selector1-ed25519 | grep -q '^state: *created' || fail "rota
 kl show rot.example old | grep -q '^state: *active' || fail "rotate retired the old key too early"; ok
 
 # The audit chain verifies, and an edited entry is caught.
+# A refused PIN is a key event: audited (and the chain stays whole).
+(umask 077; echo 0000 > "$d/wrong.pin")
+sed "s|^pin_file = .*|pin_file = $d/wrong.pin|" "$d/life.conf" > "$d/wrongpin.conf"
+rc=0; "$bin/dkim-keyctl" -c "$d/wrongpin.conf" create life.example s9 >/dev/null 2>&1 || rc=$?
+[ $rc = 3 ] || fail "wrong PIN: exit $rc"
+kl audit | grep -q ' login-failure .*CKR_PIN_INCORRECT' || fail "login failure not audited"; ok
+
 kl audit --verify > "$d/verify" || fail "audit --verify on an untouched log: $(cat "$d/verify")"
 grep -q '^audit log ok: [0-9]* entries' "$d/verify" || fail "audit --verify output"; ok
 py - "$d/state/state.db" <<'PY'
