@@ -134,17 +134,13 @@ int lf_finish(lf_ctx *c, int rc, dh_err *e)
 static int change(lf_ctx *c, const char *domain, const char *selector, int expect, enum ks_state to,
                   int force, const char *actor, const char *detail, dh_err *e)
 {
-    char *d = NULL, *s = NULL;
     ks_selector cur = {0};
-    int rc = lf_names(domain, selector, &d, &s, e);
-    if (rc != DH_OK)
-        return rc;
-    rc = ks_begin(c->store, e);
+    int rc = ks_begin(c->store, e);
     if (rc == DH_OK) {
-        rc = ks_get(c->store, d, s, &cur, e);
+        rc = lf_get(c, domain, selector, &cur, e);
         if (rc == DH_OK && expect >= 0 && cur.state != (enum ks_state)expect)
-            rc = dh_err_set(e, DH_ESTATE, "selector %s of %s changed meanwhile: now %s", s, d,
-                            ks_state_name(cur.state));
+            rc = dh_err_set(e, DH_ESTATE, "selector %s of %s changed meanwhile: now %s",
+                            cur.selector, cur.domain, ks_state_name(cur.state));
         /* Not forced from created: the caller saw the record in DNS, and the
          * unforced way is through published. */
         int via_published = rc == DH_OK && cur.state == KS_CREATED && to == KS_ACTIVE && !force;
@@ -159,8 +155,6 @@ static int change(lf_ctx *c, const char *domain, const char *selector, int expec
         rc = lf_finish(c, rc, e);
     }
     ks_selector_clear(&cur);
-    free(d);
-    free(s);
     return rc;
 }
 
@@ -294,21 +288,15 @@ int lf_destroy_locked(lf_ctx *c, const ks_selector *cur, const char *actor, cons
 
 int lf_destroy(lf_ctx *c, const char *domain, const char *selector, const char *actor, dh_err *e)
 {
-    char *d = NULL, *s = NULL;
     ks_selector cur = {0};
-    int rc = lf_names(domain, selector, &d, &s, e);
-    if (rc != DH_OK)
-        return rc;
-    rc = ks_begin(c->store, e);
+    int rc = ks_begin(c->store, e);
     if (rc == DH_OK) {
-        rc = ks_get(c->store, d, s, &cur, e);
+        rc = lf_get(c, domain, selector, &cur, e);
         if (rc == DH_OK)
             rc = lf_destroy_locked(c, &cur, actor, "", e);
         rc = lf_finish(c, rc, e);
     }
     ks_selector_clear(&cur);
-    free(d);
-    free(s);
     return rc;
 }
 

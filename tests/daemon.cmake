@@ -27,7 +27,7 @@ set_tests_properties(token_fault_e2e PROPERTIES ENVIRONMENT "${TOKEN_TEST_ENV}" 
 
 # The request handler's fuzz target, run by the deterministic driver
 # (tests/fuzz/driver.c) on a fresh token.
-add_executable(fuzz_handler_driver fuzz/fuzz_handler.c fuzz/driver.c)
+add_executable(fuzz_handler_driver fuzz/fuzz_handler.c fuzz/token_env.c fuzz/driver.c)
 target_link_libraries(fuzz_handler_driver PRIVATE dh_daemon)
 add_test(NAME daemon_fuzz_handler COMMAND ${WITH_TOKEN} -- $<TARGET_FILE:fuzz_handler_driver>)
 set_tests_properties(daemon_fuzz_handler PROPERTIES ENVIRONMENT "${TOKEN_TEST_ENV}" TIMEOUT 300)
@@ -43,7 +43,7 @@ set_tests_properties(daemon_rotation PROPERTIES ENVIRONMENT "${TOKEN_TEST_ENV}" 
 
 # The management API's fuzz target (routes, queries, JSON bodies, lifecycle
 # calls), run by the deterministic driver on a fresh token.
-add_executable(fuzz_api_driver fuzz/fuzz_api.c fuzz/driver.c)
+add_executable(fuzz_api_driver fuzz/fuzz_api.c fuzz/token_env.c fuzz/driver.c)
 target_link_libraries(fuzz_api_driver PRIVATE dh_daemon dh_lifecycle)
 add_test(NAME daemon_fuzz_api COMMAND ${WITH_TOKEN} -- $<TARGET_FILE:fuzz_api_driver>)
 set_tests_properties(daemon_fuzz_api PROPERTIES ENVIRONMENT "${TOKEN_TEST_ENV}" TIMEOUT 300)

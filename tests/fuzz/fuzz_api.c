@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "daemon/api.h"
+#include "tests/fuzz/token_env.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -54,18 +55,9 @@ static api *the_api;
 
 static void setup(void)
 {
-    hsm_config hc = {getenv("DKIMHSM_TEST_MODULE"), getenv("DKIMHSM_TEST_TOKEN"),
-                     getenv("DKIMHSM_TEST_PIN_FILE"), 2};
-    const char *dir = getenv("DKIMHSM_TEST_DIR");
     char path[512];
     dh_err e = {0};
-    if (hc.module == NULL || dir == NULL) {
-        fprintf(stderr, "fuzz_api: run through tests/lib/with-token.sh\n");
-        exit(2);
-    }
-    snprintf(path, sizeof(path), "%s/state", dir);
-    REQUIRE(hsm_open(&hc, &tok, &e) == DH_OK);
-    REQUIRE(ks_open(path, &store, &e) == DH_OK);
+    const char *dir = fuzz_token_env("fuzz_api", &tok, &store);
     life = (lf_ctx){.store = store,
                     .token = tok,
                     .retire_after = 7 * 86400,

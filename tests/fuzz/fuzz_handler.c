@@ -29,6 +29,7 @@
 #include "common/hex.h"
 #include "daemon/handler.h"
 #include "daemon/proto.h"
+#include "tests/fuzz/token_env.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -87,18 +88,8 @@ static void add_key(const char *sel, enum ks_state st)
 
 static void setup(void)
 {
-    hsm_config hc = {getenv("DKIMHSM_TEST_MODULE"), getenv("DKIMHSM_TEST_TOKEN"),
-                     getenv("DKIMHSM_TEST_PIN_FILE"), 2};
-    const char *dir = getenv("DKIMHSM_TEST_DIR");
-    char state[512];
     dh_err e = {0};
-    if (hc.module == NULL || dir == NULL) {
-        fprintf(stderr, "fuzz_handler: run through tests/lib/with-token.sh\n");
-        exit(2);
-    }
-    snprintf(state, sizeof(state), "%s/state", dir);
-    REQUIRE(hsm_open(&hc, &token, &e) == DH_OK);
-    REQUIRE(ks_open(state, &store, &e) == DH_OK);
+    (void)fuzz_token_env("fuzz_handler", &token, &store);
     add_key("ed1", KS_ACTIVE);
     add_key("gone", KS_REVOKED);
     conf cf = {.agent_allow = "0:example.com; 4321:other.example",
