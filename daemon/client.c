@@ -3,15 +3,21 @@
  * UNIX-socket connections to dkimhsmd shared by many threads.
  *
  * Sockets stay blocking (a connect waits for a slot in the daemon's backlog,
- * bounded by SO_SNDTIMEO); every send and recv is MSG_DONTWAIT behind poll(),
- * so one deadline bounds the whole call. Sending and receiving interleave:
- * replies are read while requests still go out, and at most AP_MAX_INFLIGHT
- * requests are unanswered at a time, so a long batch never fills both
- * directions' buffers and never meets the daemon's per-connection limit.
+ * bounded by SO_SNDTIMEO). Sends are MSG_DONTWAIT and go out before any poll,
+ * since the socket is almost always writable. Sending and receiving
+ * interleave behind poll(): replies are read while requests still go out, and
+ * at most AP_MAX_INFLIGHT requests are unanswered at a time, so a long batch
+ * never fills both directions' buffers and never meets the daemon's
+ * per-connection limit. Once everything is sent, the common case, the reply
+ * is waited for in a blocking recv bounded by SO_RCVTIMEO instead of a poll
+ * and a recv: on a busy gateway every system call per message counts
+ * (docs/PERFORMANCE.md). One deadline bounds the whole call; the blocking
+ * wait may pass it by at most BLOCK_SLACK_MS.
  *
- * A connection that saw anything wrong is closed, never pooled again; one
- * that sits idle is checked before reuse, since a daemon that restarted left
- * it at EOF.
+ * A connection that saw anything wrong is closed, never pooled again. An idle
+ * one is not probed before reuse (a system call per call): one the daemon
+ * dropped when it restarted fails before any reply, and the call is made once
+ * more on a fresh connection.
  */
 #include "daemon/client.h"
 
@@ -27,6 +33,7 @@
 #include <unistd.h>
 
 #define READ_CHUNK 4096
+#define BLOCK_SLACK_MS 1000
 
 struct ac {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -137,12 +144,14 @@ static int open_conn(const ac *c, uint64_t deadline, int *fd_out, dh_err *e)
     memcpy(sa.sun_path, c->path, sizeof(c->path));
     int ms = remaining_ms(deadline);
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    struct timeval rtv = {.tv_sec = c->timeout_ms / 1000, .tv_usec = (c->timeout_ms % 1000) * 1000};
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return dh_err_set(e, DH_EIO, "agent client: socket: %s", strerror(errno));
     /* A blocking connect waits while the daemon's backlog is full; SO_SNDTIMEO
-     * bounds that wait on Linux. */
+     * bounds that wait on Linux. SO_RCVTIMEO bounds the blocking reply wait. */
     if (ms == 0 || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rtv, sizeof(rtv)) != 0 ||
         connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         int err = ms == 0 ? ETIMEDOUT : errno;
         close(fd);
@@ -159,9 +168,22 @@ static void deadline_ts(uint64_t deadline, struct timespec *ts)
     ts->tv_nsec = (long)(deadline % 1000u) * 1000000L;
 }
 
-/* Takes an idle connection or opens one; beyond max_conns, waits for one to
- * come back, until the deadline. *reused says which. */
-static int acquire(ac *c, uint64_t deadline, int *fd_out, int *reused, dh_err *e)
+/* Closes every idle connection: once one turned out dead, the daemon
+ * restarted, and the others date from before that too. */
+static void drop_idle(ac *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (c->nidle > 0) {
+        close(c->idle[--c->nidle]);
+        c->nopen--;
+    }
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Takes an idle connection (unless fresh) or opens one; beyond max_conns,
+ * waits for one to come back, until the deadline. *reused says which. */
+static int acquire(ac *c, uint64_t deadline, int fresh, int *fd_out, int *reused, dh_err *e)
 {
     struct timespec ts;
     deadline_ts(deadline, &ts);
@@ -169,7 +191,7 @@ static int acquire(ac *c, uint64_t deadline, int *fd_out, int *reused, dh_err *e
     for (;;) {
         /* An idle connection is not probed first (a syscall per call): one
          * the daemon dropped fails before any reply, and call() retries. */
-        if (c->nidle > 0) {
+        if (c->nidle > 0 && !fresh) {
             *fd_out = c->idle[--c->nidle];
             pthread_mutex_unlock(&c->mu);
             *reused = 1;
@@ -177,6 +199,11 @@ static int acquire(ac *c, uint64_t deadline, int *fd_out, int *reused, dh_err *e
         }
         if (c->nopen < c->max_conns)
             break;
+        if (c->nidle > 0) { /* fresh, and the pool is full: make room */
+            close(c->idle[--c->nidle]);
+            c->nopen--;
+            continue;
+        }
         if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT) {
             pthread_mutex_unlock(&c->mu);
             return dh_err_set(e, DH_EIO, "all %u connections to dkimhsmd stayed busy for %u ms",
@@ -246,13 +273,18 @@ static int take_frame(const struct xchg *x, struct run_state *st, const uint8_t 
     return x->on_reply(x->ctx, i, &m, e);
 }
 
-/* Reads what is there and hands over every whole frame. A frame's announced
- * length is checked before the buffer grows for it. */
-static int read_some(int fd, const struct xchg *x, struct run_state *st, dh_err *e)
+/* Reads what is there (or, with block, waits up to SO_RCVTIMEO for it) and
+ * hands over every whole frame. A frame's announced length is checked before
+ * the buffer grows for it. */
+static int read_some(int fd, const ac *c, const struct xchg *x, struct run_state *st, int block,
+                     dh_err *e)
 {
     if (dh_buf_reserve(&st->in, READ_CHUNK) != DH_OK)
         return dh_err_set(e, DH_ENOMEM, "out of memory");
-    ssize_t r = recv(fd, st->in.data + st->in.len, READ_CHUNK, MSG_DONTWAIT);
+    ssize_t r = recv(fd, st->in.data + st->in.len, READ_CHUNK, block ? 0 : MSG_DONTWAIT);
+    if (r < 0 && block && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return dh_err_set(e, DH_EIO, "no reply from dkimhsmd at %s within %u ms", c->path,
+                          c->timeout_ms);
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return DH_OK;
     if (r <= 0) {
@@ -308,8 +340,13 @@ static int run(int fd, const ac *c, const struct xchg *x, uint64_t deadline, str
         return rc0;
     while (st->replies < x->n) {
         size_t limit = send_limit(x, st);
-        struct pollfd p = {.fd = fd, .events = POLLIN | (st->sent < limit ? POLLOUT : 0)};
         int ms = remaining_ms(deadline), rc = DH_OK;
+        if (st->sent == x->ends[x->n - 1] && ms + BLOCK_SLACK_MS >= (int)c->timeout_ms) {
+            if ((rc = read_some(fd, c, x, st, 1, e)) != DH_OK)
+                return rc;
+            continue;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN | (st->sent < limit ? POLLOUT : 0)};
         int k = ms > 0 ? poll(&p, 1, ms) : 0;
         if (k < 0 && errno == EINTR)
             continue;
@@ -320,7 +357,7 @@ static int run(int fd, const ac *c, const struct xchg *x, uint64_t deadline, str
                               c->timeout_ms);
         /* Read first: a daemon that sends ERROR and closes says why. */
         if (p.revents & (POLLIN | POLLHUP | POLLERR))
-            rc = read_some(fd, x, st, e);
+            rc = read_some(fd, c, x, st, 0, e);
         if (rc == DH_OK && (p.revents & POLLOUT))
             rc = send_some(fd, x, st, limit, e);
         if (rc != DH_OK)
@@ -331,9 +368,10 @@ static int run(int fd, const ac *c, const struct xchg *x, uint64_t deadline, str
     return DH_OK;
 }
 
-/* Runs x on a pooled connection. A pooled connection the daemon dropped
- * between our check and our request (it restarted) is not an answer: the
- * call is made once more on a fresh connection, when nothing came back. */
+/* Runs x on a pooled connection. A pooled connection the daemon dropped (it
+ * restarted) is not an answer: when nothing came back, the idle connections,
+ * as old as that one, are closed and the call is made once more on a fresh
+ * connection. */
 static int call(ac *c, const struct xchg *x, dh_err *e)
 {
     uint64_t deadline = now_ms() + c->timeout_ms;
@@ -343,7 +381,7 @@ static int call(ac *c, const struct xchg *x, dh_err *e)
         return dh_err_set(e, DH_ENOMEM, "out of memory");
     for (int attempt = 0; attempt < 2; attempt++) {
         int fd = -1, reused = 0;
-        rc = acquire(c, deadline, &fd, &reused, e);
+        rc = acquire(c, deadline, attempt > 0, &fd, &reused, e);
         if (rc != DH_OK)
             break;
         st.sent = st.replies = 0;
@@ -353,6 +391,7 @@ static int call(ac *c, const struct xchg *x, dh_err *e)
         release(c, fd, rc == DH_OK);
         if (rc == DH_OK || !reused || !st.lost || st.got_bytes)
             break;
+        drop_idle(c);
     }
     free(st.seen);
     dh_buf_free(&st.in);

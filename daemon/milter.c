@@ -7,8 +7,12 @@
  * holds no key and no PIN: those stay in dkimhsmd.
  *
  * libmilter runs a thread per MTA connection; they share one pool of agent
- * connections. Per-step replies are negotiated away (SMFIP_NR_*): only the
- * end of the message gets an answer, which is where the decision is made.
+ * connections. libmilter reads every MTA command with two polls and two reads,
+ * and on a busy gateway those system calls, not signing, are the milter's
+ * cost (docs/PERFORMANCE.md). So every step it can do without is negotiated
+ * away (SMFIP_NO*: MAIL and EOH included), and so is the reply to every step
+ * it needs (SMFIP_NR_*): only the end of the message gets an answer, which is
+ * where the decision is made.
  */
 #include <libmilter/mfapi.h>
 #include <stdio.h>
@@ -50,6 +54,7 @@ struct msg {
 struct conn {
     unsigned long proto; /* SMFIP_* agreed in negotiation */
     struct msg *m;
+    int m_failed; /* the message in flight could not be allocated */
 };
 
 static void msg_free(struct msg *m)
@@ -66,17 +71,18 @@ static struct conn *conn_of(SMFICTX *ctx)
     return smfi_getpriv(ctx);
 }
 
-static struct msg *msg_of(SMFICTX *ctx)
-{
-    struct conn *c = conn_of(ctx);
-    return c ? c->m : NULL;
-}
-
 /* SMFIS_NOREPLY only where the MTA agreed to it; CONTINUE otherwise. */
 static sfsistat noreply(SMFICTX *ctx, unsigned long flag)
 {
     struct conn *c = conn_of(ctx);
     return c != NULL && (c->proto & flag) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+static void mark_unsignable(struct msg *m, const char *why)
+{
+    if (!m->unsignable)
+        snprintf(m->why, sizeof(m->why), "%s", why);
+    m->unsignable = 1;
 }
 
 static void msg_reset(SMFICTX *ctx)
@@ -85,7 +91,38 @@ static void msg_reset(SMFICTX *ctx)
     if (c != NULL) {
         msg_free(c->m);
         c->m = NULL;
+        c->m_failed = 0;
     }
+}
+
+/* The message in flight, begun by the first step that belongs to it. MAIL and
+ * EOH are negotiated away (each is a command libmilter reads with four system
+ * calls), so a message starts at its first header. Once allocation failed it
+ * stays failed until the transaction ends: a later header must not begin a
+ * message that lacks the earlier ones. NULL then, decided at the end. */
+static struct msg *msg_begin(SMFICTX *ctx)
+{
+    struct conn *c = conn_of(ctx);
+    if (c == NULL || c->m != NULL || c->m_failed)
+        return c ? c->m : NULL;
+    struct msg *m = calloc(1, sizeof(*m));
+    if (m != NULL && (m->hdrs = dkim_hdrs_new()) == NULL) {
+        free(m);
+        m = NULL;
+    }
+    if (m != NULL)
+        clock_gettime(CLOCK_MONOTONIC, &m->t0);
+    c->m = m;
+    c->m_failed = m == NULL;
+    return m;
+}
+
+/* The body hash starts with the first body chunk, or at the end of a message
+ * without a body; an EOH, when the MTA still sends one, changes nothing. */
+static void body_begin(struct msg *m)
+{
+    if (m->body == NULL && (m->body = dkim_body_new(cf->body_canon, -1)) == NULL)
+        mark_unsignable(m, "out of memory");
 }
 
 static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
@@ -100,10 +137,12 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
     if (c == NULL)
         return SMFIS_TEMPFAIL;
     /* Header values byte for byte (without it simple header canonicalization
-     * breaks: FACTS), and no reply for every step before the end. */
-    unsigned long want = SMFIP_HDR_LEADSPC | SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NORCPT |
-                         SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NR_MAIL | SMFIP_NR_HDR |
-                         SMFIP_NR_EOH | SMFIP_NR_BODY;
+     * breaks: FACTS), no step we can do without, and no reply for any step
+     * before the end. The NR_ flags still count for an MTA that sends MAIL
+     * or EOH anyway. */
+    unsigned long want = SMFIP_HDR_LEADSPC | SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOMAIL |
+                         SMFIP_NORCPT | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOEOH |
+                         SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY;
     c->proto = f1 & want;
     smfi_setpriv(ctx, c);
     *pf0 = SMFIF_ADDHDRS;
@@ -116,33 +155,17 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
     return SMFIS_CONTINUE;
 }
 
+/* Only from an MTA that cannot skip MAIL: the transaction starts afresh. */
 static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 {
     (void)argv;
-    struct conn *c = conn_of(ctx);
     msg_reset(ctx);
-    struct msg *m = calloc(1, sizeof(*m));
-    if (m != NULL && (m->hdrs = dkim_hdrs_new()) == NULL) {
-        free(m);
-        m = NULL;
-    }
-    if (m != NULL)
-        clock_gettime(CLOCK_MONOTONIC, &m->t0);
-    if (c != NULL)
-        c->m = m; /* NULL: out of memory, decided at the end of the message */
     return noreply(ctx, SMFIP_NR_MAIL);
-}
-
-static void mark_unsignable(struct msg *m, const char *why)
-{
-    if (!m->unsignable)
-        snprintf(m->why, sizeof(m->why), "%s", why);
-    m->unsignable = 1;
 }
 
 static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 {
-    struct msg *m = msg_of(ctx);
+    struct msg *m = msg_begin(ctx);
     dh_err e = {0};
     if (m != NULL && !m->unsignable &&
         dkim_hdrs_add(m->hdrs, name, (const uint8_t *)value, strlen(value), &e) != DH_OK)
@@ -152,17 +175,18 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 
 static sfsistat on_eoh(SMFICTX *ctx)
 {
-    struct msg *m = msg_of(ctx);
-    if (m != NULL && (m->body = dkim_body_new(cf->body_canon, -1)) == NULL)
-        mark_unsignable(m, "out of memory");
+    struct msg *m = msg_begin(ctx);
+    if (m != NULL)
+        body_begin(m);
     return noreply(ctx, SMFIP_NR_EOH);
 }
 
 static sfsistat on_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
-    struct msg *m = msg_of(ctx);
-    if (m != NULL && m->body != NULL && !m->unsignable &&
-        dkim_body_update(m->body, chunk, len) != DH_OK)
+    struct msg *m = msg_begin(ctx);
+    if (m != NULL && !m->unsignable)
+        body_begin(m);
+    if (m != NULL && !m->unsignable && dkim_body_update(m->body, chunk, len) != DH_OK)
         mark_unsignable(m, "body hashing failed");
     return noreply(ctx, SMFIP_NR_BODY);
 }
@@ -196,6 +220,21 @@ static sfsistat pass_unsigned(struct outcome *o, const char *why)
     return SMFIS_ACCEPT;
 }
 
+/* [p, end) without its CRs, as a string; 0 when out of memory. */
+static int copy_without_cr(dh_buf *out, const char *p, const char *end)
+{
+    if (dh_buf_append(out, "", 0) != DH_OK) /* a string even when empty */
+        return 0;
+    while (p < end) {
+        const char *cr = memchr(p, '\r', (size_t)(end - p));
+        const char *stop = cr ? cr : end;
+        if (dh_buf_append(out, p, (size_t)(stop - p)) != DH_OK)
+            return 0;
+        p = cr ? cr + 1 : end;
+    }
+    return 1;
+}
+
 /* Inserts the fields (each "DKIM-Signature: ...\r\n") at the top, keeping
  * their order; folding becomes LF, as libmilter wants (the MTA adds CR). */
 static int insert_fields(SMFICTX *ctx, const struct conn *c, const dh_buf *fields, size_t n)
@@ -217,10 +256,8 @@ static int insert_fields(SMFICTX *ctx, const struct conn *c, const dh_buf *field
             v++; /* the MTA puts the space after the colon itself */
         const char *end = i + 1 < n ? starts[i + 1] : (const char *)fields->data + fields->len;
         dh_buf val = {0};
-        for (const char *q = v; q < end - 2; q++)
-            if (*q != '\r' && dh_buf_putc(&val, (uint8_t)*q) != DH_OK)
-                break;
-        int rc = val.data ? smfi_insheader(ctx, 0, "DKIM-Signature", (char *)val.data) : MI_FAILURE;
+        int ok = copy_without_cr(&val, v, end - 2);
+        int rc = ok ? smfi_insheader(ctx, 0, "DKIM-Signature", (char *)val.data) : MI_FAILURE;
         dh_buf_free(&val);
         if (rc != MI_SUCCESS)
             return -1;
@@ -317,8 +354,8 @@ static sfsistat sign_message(SMFICTX *ctx, struct conn *c, struct msg *m, struct
     uint8_t bh[32];
     sfsistat r;
     if (dkim_hdrs_check_signable(m->hdrs, &e) != DH_OK ||
-        dkim_hdrs_from_domain(m->hdrs, &from, &e) != DH_OK || m->body == NULL)
-        r = pass_unsigned(o, m->body ? e.msg : "no end of header seen");
+        dkim_hdrs_from_domain(m->hdrs, &from, &e) != DH_OK)
+        r = pass_unsigned(o, e.msg);
     else if (dkim_body_final(m->body, bh, NULL) != DH_OK)
         r = failure(ctx, o, "body hash failed");
     else
@@ -348,9 +385,11 @@ static void message_id(const dkim_hdrs *h, char *out, size_t cap)
 static sfsistat on_eom(SMFICTX *ctx)
 {
     struct conn *c = conn_of(ctx);
-    struct msg *m = msg_of(ctx);
+    struct msg *m = msg_begin(ctx); /* a message without headers: unsigned below */
     struct outcome o = {.result = "unsigned"};
     sfsistat r;
+    if (m != NULL && !m->unsignable)
+        body_begin(m);
     if (c == NULL || m == NULL)
         r = failure(ctx, &o, "out of memory");
     else if (m->unsignable)

@@ -63,10 +63,23 @@ static void conn_drop(struct conn *c)
         conn_free(c);
 }
 
+/* A reply goes straight to the socket when nothing waits before it: queued
+ * in the bufferevent, it would cost two epoll_ctl calls (EPOLLOUT on, then
+ * off) and a loop iteration per reply. What the socket does not take, and
+ * any error, is left to the bufferevent, which reports errors to on_event. */
 static void conn_send(struct conn *c, dh_buf *reply)
 {
-    if (c->bev != NULL && reply->len > 0 && bufferevent_write(c->bev, reply->data, reply->len) != 0)
-        dh_log(DH_LOG_ERR, "agent: cannot queue a reply (out of memory)");
+    if (c->bev != NULL && reply->len > 0) {
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        size_t off = 0;
+        if (evbuffer_get_length(out) == 0) {
+            ssize_t w = send(bufferevent_getfd(c->bev), reply->data, reply->len,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            off = w > 0 ? (size_t)w : 0;
+        }
+        if (off < reply->len && evbuffer_add(out, reply->data + off, reply->len - off) != 0)
+            dh_log(DH_LOG_ERR, "agent: cannot queue a reply (out of memory)");
+    }
     dh_buf_reset(reply);
 }
 

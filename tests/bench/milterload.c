@@ -815,10 +815,14 @@ static enum step send_envelope(struct worker *w, const char *qid, struct msgresu
 }
 
 /* HEADER per field, then EOH. Without SMFIP_HDR_LEADSPC the MTA strips the
- * blanks after the colon (Postfix does); with it the value goes as it is. */
-static enum step send_headers(struct worker *w, const struct mailmsg *m, struct msgresult *r)
+ * blanks after the colon (Postfix does); with it the value goes as it is.
+ * The end-of-header macros (Postfix: milter_end_of_header_macros = i) go
+ * even to a filter that negotiated EOH away, as Postfix sends them. */
+static enum step send_headers(struct worker *w, const char *qid, const struct mailmsg *m,
+                              struct msgresult *r)
 {
     struct conn *c = &w->conn;
+    const char *eoh_macros[] = {"i", qid, NULL};
     enum step rc = ST_CONTINUE;
 
     for (size_t i = 0; i < m->nhdrs && (c->pflags & SMFIP_NOHDRS) == 0; i++) {
@@ -841,6 +845,7 @@ static enum step send_headers(struct worker *w, const struct mailmsg *m, struct 
         if (rc != ST_CONTINUE)
             return rc;
     }
+    pkt_macros(c, SMFIC_EOH, eoh_macros);
     if ((c->pflags & SMFIP_NOEOH) == 0) {
         pkt_begin(c, SMFIC_EOH);
         rc = step_reply(w, SMFIP_NR_EOH, 0, r);
@@ -1222,7 +1227,7 @@ static void one_message(struct worker *w, uint64_t seq)
     t0 = now_ns();
     rc = send_envelope(w, qid, &r);
     if (rc == ST_CONTINUE)
-        rc = send_headers(w, m, &r);
+        rc = send_headers(w, qid, m, &r);
     if (rc == ST_CONTINUE)
         rc = send_body(w, m, &r);
     if (rc == ST_CONTINUE)
