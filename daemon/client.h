@@ -1,6 +1,6 @@
 /*
  * client.h - the agent protocol's client side: a pool of connections to
- * dkimhsmd, shared by many threads (libmilter runs one per SMTP connection).
+ * dkimhsmd, shared by many threads (libmilter's workers).
  *
  * Each call takes an idle connection (or opens one, up to max_conns; beyond
  * that it waits), sends its request(s), reads the reply(ies) matching its

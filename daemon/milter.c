@@ -6,12 +6,13 @@
  * for the signatures, and inserts the DKIM-Signature fields at the top. It
  * holds no key and no PIN: those stay in dkimhsmd.
  *
- * libmilter runs a thread per MTA connection; they share one pool of agent
- * connections. libmilter reads every MTA command with two polls and two reads,
- * and on a busy gateway those system calls, not signing, are the milter's
- * cost (docs/PERFORMANCE.md). So every step it can do without is negotiated
- * away (SMFIP_NO*: MAIL and EOH included), and so is the reply to every step
- * it needs (SMFIP_NR_*): only the end of the message gets an answer, which is
+ * libmilter (Debian builds its worker pool) runs the MTA connections on a
+ * pool of threads; they share one pool of agent connections. libmilter reads
+ * every MTA command with three polls and two reads, and on a busy gateway
+ * those system calls, not signing, are the milter's cost
+ * (docs/PERFORMANCE.md). So every step it can do without is negotiated away
+ * (SMFIP_NO*: MAIL and EOH included), and so is the reply to every step it
+ * needs (SMFIP_NR_*): only the end of the message gets an answer, which is
  * where the decision is made.
  */
 #include <libmilter/mfapi.h>
@@ -96,7 +97,7 @@ static void msg_reset(SMFICTX *ctx)
 }
 
 /* The message in flight, begun by the first step that belongs to it. MAIL and
- * EOH are negotiated away (each is a command libmilter reads with four system
+ * EOH are negotiated away (each is a command libmilter reads with five system
  * calls), so a message starts at its first header. Once allocation failed it
  * stays failed until the transaction ends: a later header must not begin a
  * message that lacks the earlier ones. NULL then, decided at the end. */
