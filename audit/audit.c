@@ -1,11 +1,16 @@
 #include "audit/audit.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/file.h"
@@ -122,17 +127,52 @@ static int head_path(ks *k, dh_buf *out)
     return dh_buf_printf(out, "%s/audit.head", ks_dir(k));
 }
 
+/* Writers of the anchor take STATE_DIR/audit.lock in turn (dkim-keyctl, and
+ * the daemon's API and timer threads, each on a connection of its own): each
+ * reads the newest entry and writes it while holding the lock, so a writer
+ * that read an older entry never overwrites a newer anchor. -1 when the lock
+ * cannot be had (errno set). */
+static int anchor_lock(ks *k)
+{
+    dh_buf path = {0};
+    if (dh_buf_printf(&path, "%s/audit.lock", ks_dir(k)) != DH_OK) {
+        errno = ENOMEM;
+        return -1;
+    }
+    /* Read-only and world-readable (it holds nothing): whichever user made
+     * it, root running dkim-keyctl or the daemon's user, the other can lock
+     * it too. */
+    int fd = open((char *)path.data, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    dh_buf_free(&path);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == geteuid())
+        (void)fchmod(fd, 0644); /* a umask may have narrowed it; best effort */
+    while (fd >= 0 && flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            int err = errno;
+            close(fd);
+            errno = err;
+            return -1;
+        }
+    }
+    return fd;
+}
+
 int au_anchor_update(ks *k, dh_err *e)
 {
     long long seq;
     char hash[AU_HASH_HEX];
     dh_buf path = {0}, text = {0};
+    int lock = anchor_lock(k);
+    if (lock < 0)
+        return dh_err_set(e, DH_EIO, "%s/audit.lock: %s", ks_dir(k), strerror(errno));
     int rc = last_entry(k, &seq, hash, e);
     if (rc == DH_OK && (head_path(k, &path) != DH_OK ||
                         dh_buf_printf(&text, HEAD_MAGIC " %lld %s\n", seq, hash) != DH_OK))
         rc = dh_err_set(e, DH_ENOMEM, "out of memory");
     if (rc == DH_OK)
         rc = dh_file_write_atomic((char *)path.data, text.data, text.len, 0600, e);
+    close(lock); /* releases the lock */
     dh_buf_free(&path);
     dh_buf_free(&text);
     return rc;

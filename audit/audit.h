@@ -19,7 +19,9 @@
  *
  * Anchor: removing the newest entries leaves a valid shorter chain, so the
  * last seq and hash are also kept outside the database in STATE_DIR/audit.head
- * ("dkimhsm-audit-head v1 SEQ HASH\n", written atomically after each commit).
+ * ("dkimhsm-audit-head v1 SEQ HASH\n", written atomically after each commit,
+ * under an flock on STATE_DIR/audit.lock so that concurrent writers, other
+ * processes or other threads on connections of their own, leave the newest).
  * The anchor may lag the database by entries whose commit happened just
  * before a crash (au_verify reports that as a note, not a failure); it may
  * never be ahead of it. Someone who can rewrite both the database and the

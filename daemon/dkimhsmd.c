@@ -45,10 +45,10 @@ struct daemon {
     httpd *http;
     struct event *sighup, *sigterm, *sigint, *keywatch, *drain_timer;
     long long data_version; /* of the state database, when the keys were last loaded */
-    /* The key lifecycle as the API and the timer run it (lifecycle/): the
-     * same rules as dkim-keyctl, on this process's database connection, so
-     * after a change the daemon reloads its keys itself (daemon_keys_changed):
-     * its own commits do not move data_version. */
+    /* The key lifecycle as the API runs it (lifecycle/): the same rules as
+     * dkim-keyctl, on the loop's database connection, so after a change the
+     * daemon reloads its keys itself (daemon_keys_changed): its own commits
+     * do not move data_version. The timer has a connection of its own. */
     lf_dns_arg dns;
     lf_ctx life;
     long long login_failure_audited; /* hsm_health().since of the last one written */
@@ -118,8 +118,8 @@ static void life_from_conf(struct daemon *d)
                        .check_arg = &d->dns};
 }
 
-/* After a lifecycle change made by this process (API, timer): the keys in
- * use follow at once. */
+/* After a lifecycle change made through the API: the keys in use follow at
+ * once. */
 static void daemon_keys_changed(void *arg)
 {
     struct daemon *d = arg;
@@ -142,6 +142,8 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
         conf_free(cf);
         return;
     }
+    if (d->timer != NULL && lt_reconfigure(d->timer, cf, &e) != DH_OK)
+        dh_log(DH_LOG_ERR, "reload: the lifecycle timer keeps its previous settings: %s", e.msg);
     conf_free(d->cf);
     d->cf = cf;
     life_from_conf(d);
@@ -322,7 +324,7 @@ static int open_front(struct daemon *d, dh_err *e)
     if (rc == DH_OK)
         rc = start_keywatch(d, e);
     if (rc == DH_OK)
-        rc = lt_new(d->base, &d->life, &d->cf, daemon_keys_changed, d, &d->timer, e);
+        rc = lt_new(d->base, d->token, cf, &d->timer, e);
     return rc;
 }
 

@@ -1,9 +1,11 @@
 /*
  * lifetimer.c - the daemon's lifecycle timer: expiry, rotation and
- * publishing, one tick at a time (lifetimer.h).
+ * publishing, one tick at a time, on a thread of its own (lifetimer.h).
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,15 +22,81 @@ typedef struct lt_note {
     char *key, *msg;
 } lt_note;
 
+/* What a tick reads of the configuration. The timer thread works on a copy
+ * of its own: a reload on the loop thread frees the configuration it
+ * replaces, and must never free what a tick is reading. The field names are
+ * conf's. */
+typedef struct lt_settings {
+    long long rotate_after, retire_after, publish_wait;
+    unsigned rsa_bits;
+    char *selector_naming, *delegation_zone, *dns_server, *dns_update_server, *tsig_key_file;
+} lt_settings;
+
 struct lt {
-    struct event *ev;
-    lf_ctx *life;
-    conf *const *cfp;
-    lt_changed_fn changed;
-    void *arg;
+    struct event *start; /* one-shot on the loop: starts the thread */
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* stop asked (CLOCK_MONOTONIC waits) */
+    atomic_int stop;        /* set under mu; read by the thread between steps too */
+    lt_settings *next;      /* under mu: what the next tick uses */
+    unsigned long interval; /* ms */
+    hsm *token;
+    ks *store; /* the thread's own connection to the state database */
+    /* The thread's alone: */
+    lf_ctx *life; /* during a tick */
     lt_note *notes;
     size_t nnotes;
 };
+
+static void settings_free(lt_settings *s)
+{
+    if (s == NULL)
+        return;
+    free(s->selector_naming);
+    free(s->delegation_zone);
+    free(s->dns_server);
+    free(s->dns_update_server);
+    free(s->tsig_key_file);
+    free(s);
+}
+
+/* A deep copy: NULL when out of memory. */
+static lt_settings *settings_copy(long long rotate_after, long long retire_after,
+                                  long long publish_wait, unsigned rsa_bits, const char *naming,
+                                  const char *dzone, const char *dns, const char *upd,
+                                  const char *tsig)
+{
+    lt_settings *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->rotate_after = rotate_after;
+    s->retire_after = retire_after;
+    s->publish_wait = publish_wait;
+    s->rsa_bits = rsa_bits;
+    const char *from[] = {naming, dzone, dns, upd, tsig};
+    char **to[] = {&s->selector_naming, &s->delegation_zone, &s->dns_server, &s->dns_update_server,
+                   &s->tsig_key_file};
+    for (size_t i = 0; i < 5; i++) {
+        if (from[i] != NULL && (*to[i] = strdup(from[i])) == NULL) {
+            settings_free(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+static lt_settings *settings_of_conf(const conf *cf)
+{
+    return settings_copy(cf->rotate_after, cf->retire_after, cf->publish_wait, cf->rsa_bits,
+                         cf->selector_naming, cf->delegation_zone, cf->dns_server,
+                         cf->dns_update_server, cf->tsig_key_file);
+}
+
+static int stopping(lt *t)
+{
+    return atomic_load(&t->stop);
+}
 
 /* 1 when msg is news about key (and remembers it), 0 when it was the last
  * thing logged about key. Out of memory: 1 (log rather than stay silent). */
@@ -86,7 +154,7 @@ static long long now_of(lf_ctx *c)
 }
 
 /* Retiring keys past retire_after -> revoked (lf_expire); each one logged. */
-static void expire(lt *t, int *changed)
+static void expire(lt *t)
 {
     lf_ctx *c = t->life;
     ks_selector *l = NULL;
@@ -112,12 +180,11 @@ static void expire(lt *t, int *changed)
                    s.domain, now - l[i].retiring_since);
         ks_selector_clear(&s);
     }
-    *changed |= count > 0;
     ks_list_free(l, n);
 }
 
 /* One lf_rotate step for the active key s, logged. */
-static void rotate_one(lt *t, const ks_selector *s, int *changed)
+static void rotate_one(lt *t, const ks_selector *s)
 {
     char key[400], msg[900];
     lf_rotation r = {0};
@@ -134,7 +201,6 @@ static void rotate_one(lt *t, const ks_selector *s, int *changed)
                "timer: rotation of %s: created %s to replace %s; it signs once DNS shows it",
                s->domain, r.selector, s->selector);
         note_drop(t, key);
-        *changed = 1;
         break;
     case LF_ROTATE_WAITING:
         if (r.seen.ok)
@@ -150,7 +216,6 @@ static void rotate_one(lt *t, const ks_selector *s, int *changed)
         dh_log(DH_LOG_INFO, "timer: rotation of %s: %s is active (seen in DNS), %s is retiring",
                s->domain, r.selector, s->selector);
         note_drop(t, key);
-        *changed = 1;
         break;
     }
     lf_rotation_clear(&r);
@@ -158,7 +223,7 @@ static void rotate_one(lt *t, const ks_selector *s, int *changed)
 
 /* Every active key that has signed for rotate_after: one step each, and
  * one rotation per (domain, algorithm) per tick. */
-static void rotate_due(lt *t, long long rotate_after, int *changed)
+static void rotate_due(lt *t, long long rotate_after)
 {
     lf_ctx *c = t->life;
     ks_selector *l = NULL;
@@ -171,7 +236,7 @@ static void rotate_due(lt *t, long long rotate_after, int *changed)
     }
     note_drop(t, "rotate");
     unsigned done = 0; /* algorithms rotated in the current domain (ks_list: by domain) */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !stopping(t); i++) {
         if (i > 0 && strcmp(l[i].domain, l[i - 1].domain) != 0)
             done = 0;
         /* state_changed of an active key: when it became active. */
@@ -179,7 +244,7 @@ static void rotate_due(lt *t, long long rotate_after, int *changed)
             (done & (1u << l[i].alg)))
             continue;
         done |= 1u << l[i].alg;
-        rotate_one(t, &l[i], changed);
+        rotate_one(t, &l[i]);
     }
     ks_list_free(l, n);
 }
@@ -199,7 +264,7 @@ static int zone_line(const lf_record *r, dh_buf *out)
 }
 
 /* What DNS serves at r->owner: *same 1 when it is exactly r->value. */
-static int served(const conf *cf, const lf_record *r, int *same, char *what, size_t wsize,
+static int served(const lt_settings *cf, const lf_record *r, int *same, char *what, size_t wsize,
                   dh_err *e)
 {
     *same = 0;
@@ -225,7 +290,7 @@ static int served(const conf *cf, const lf_record *r, int *same, char *what, siz
 
 /* RFC 2136: the record into its zone (the provider's zone, else the one
  * the server says holds the name: a signing domain may sit below its apex). */
-static int send_update(const conf *cf, const lf_record *r, dh_err *e)
+static int send_update(const lt_settings *cf, const lf_record *r, dh_err *e)
 {
     dn_tsig tsig;
     int rc = dn_tsig_load(cf->tsig_key_file, &tsig, e);
@@ -243,7 +308,7 @@ static int send_update(const conf *cf, const lf_record *r, dh_err *e)
 }
 
 /* One record: settled when DNS serves it; else published or asked for. */
-static void publish_one(lt *t, const conf *cf, const lf_record *r)
+static void publish_one(lt *t, const lt_settings *cf, const lf_record *r)
 {
     char key[300], msg[1400], what[32] = "";
     dh_buf line = {0};
@@ -274,7 +339,7 @@ static void publish_one(lt *t, const conf *cf, const lf_record *r)
 }
 
 /* Every domain's records against what DNS serves. */
-static void publish(lt *t, const conf *cf)
+static void publish(lt *t, const lt_settings *cf)
 {
     ks_selector *l = NULL;
     size_t n = 0;
@@ -283,7 +348,7 @@ static void publish(lt *t, const conf *cf)
         log_once(t, DH_LOG_ERR, "publish", e.msg);
         return;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !stopping(t); i++) {
         if (i > 0 && strcmp(l[i].domain, l[i - 1].domain) == 0)
             continue;
         lf_record *r = NULL;
@@ -292,42 +357,87 @@ static void publish(lt *t, const conf *cf)
             log_once(t, DH_LOG_ERR, "publish", e.msg);
             continue;
         }
-        for (size_t j = 0; j < nr; j++)
+        for (size_t j = 0; j < nr && !stopping(t); j++)
             publish_one(t, cf, &r[j]);
         lf_records_free(r, nr);
     }
     ks_list_free(l, n);
 }
 
-static long long mono_ms(void)
+/* One tick, on the timer thread, with the settings as they are now. Its
+ * commits are another connection's to the loop's, so the daemon's key watch
+ * sees them (data_version) and reloads its keys within 250 ms, as it does
+ * for dkim-keyctl: a revoked key stops signing, a new one starts. */
+static void tick(lt *t)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    pthread_mutex_lock(&t->mu);
+    const lt_settings *n = t->next;
+    lt_settings *cf = settings_copy(n->rotate_after, n->retire_after, n->publish_wait, n->rsa_bits,
+                                    n->selector_naming, n->delegation_zone, n->dns_server,
+                                    n->dns_update_server, n->tsig_key_file);
+    pthread_mutex_unlock(&t->mu);
+    if (cf == NULL) {
+        log_once(t, DH_LOG_ERR, "tick", "out of memory");
+        return;
+    }
+    note_drop(t, "tick");
+    lf_dns_arg dns = {.server = cf->dns_server, .delegation_zone = cf->delegation_zone};
+    lf_ctx life = {.store = t->store,
+                   .token = t->token,
+                   .retire_after = cf->retire_after,
+                   .publish_wait = cf->publish_wait,
+                   .naming = cf->selector_naming,
+                   .rsa_bits = cf->rsa_bits,
+                   .delegation_zone = cf->delegation_zone,
+                   .check = lf_dns_check,
+                   .check_arg = &dns};
+    t->life = &life;
+    expire(t);
+    if (cf->rotate_after > 0 && !stopping(t))
+        rotate_due(t, cf->rotate_after);
+    if (!stopping(t))
+        publish(t, cf);
+    t->life = NULL;
+    settings_free(cf);
 }
 
-void lt_tick(lt *t)
+static void *run(void *arg)
 {
-    const conf *cf = *t->cfp;
-    long long start = mono_ms();
-    int changed = 0;
-    expire(t, &changed);
-    if (cf->rotate_after > 0)
-        rotate_due(t, cf->rotate_after, &changed);
-    /* Before the DNS work: a revoked key stops signing, a new one starts. */
-    if (changed && t->changed)
-        t->changed(t->arg);
-    publish(t, cf);
-    long long took = mono_ms() - start;
-    if (took > 1000)
-        dh_log(DH_LOG_WARNING, "timer: lifecycle tick took %lld ms (the loop waited)", took);
+    lt *t = arg;
+    pthread_mutex_lock(&t->mu);
+    while (!stopping(t)) {
+        pthread_mutex_unlock(&t->mu);
+        tick(t);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += (time_t)(t->interval / 1000);
+        until.tv_nsec += (long)(t->interval % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&t->mu);
+        while (!stopping(t) && pthread_cond_timedwait(&t->cv, &t->mu, &until) != ETIMEDOUT)
+            ;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
 }
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
+/* On the loop, once it runs: privileges are dropped by then, so nothing the
+ * timer writes (the database, audit.head) is ever created as root. */
+static void on_start(evutil_socket_t fd, short what, void *arg)
 {
+    lt *t = arg;
     (void)fd;
     (void)what;
-    lt_tick(arg);
+    int err = pthread_create(&t->thread, NULL, run, t);
+    if (err != 0) {
+        dh_log(DH_LOG_ERR, "timer: cannot start its thread: %s; no expiry, rotation or publishing",
+               strerror(err));
+        return;
+    }
+    t->started = 1;
 }
 
 static int interval_ms(unsigned long *out, dh_err *e)
@@ -346,8 +456,24 @@ static int interval_ms(unsigned long *out, dh_err *e)
     return DH_OK;
 }
 
-int lt_new(struct event_base *base, lf_ctx *life, conf *const *cfp, lt_changed_fn changed,
-           void *arg, lt **out, dh_err *e)
+static int sync_init(lt *t)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        return -1;
+    int ok =
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&t->cv, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+    if (!ok)
+        return -1;
+    if (pthread_mutex_init(&t->mu, NULL) != 0) {
+        pthread_cond_destroy(&t->cv);
+        return -1;
+    }
+    return 0;
+}
+
+int lt_new(struct event_base *base, hsm *token, const conf *cf, lt **out, dh_err *e)
 {
     *out = NULL;
     unsigned long ms = 0;
@@ -357,17 +483,26 @@ int lt_new(struct event_base *base, lf_ctx *life, conf *const *cfp, lt_changed_f
     lt *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return dh_err_set(e, DH_ENOMEM, "out of memory");
-    *t = (lt){.life = life, .cfp = cfp, .changed = changed, .arg = arg};
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    t->ev = event_new(base, -1, EV_PERSIST, on_tick, t);
-    if (t->ev == NULL || event_add(t->ev, &tv) != 0) {
+    if (sync_init(t) != 0) {
+        free(t);
+        return dh_err_set(e, DH_EIO, "timer: cannot set up its lock");
+    }
+    t->interval = ms;
+    t->token = token;
+    if ((t->next = settings_of_conf(cf)) == NULL)
+        rc = dh_err_set(e, DH_ENOMEM, "out of memory");
+    if (rc == DH_OK)
+        rc = ks_open(cf->state_dir, &t->store, e);
+    if (rc == DH_OK && ((t->start = event_new(base, -1, 0, on_start, t)) == NULL ||
+                        event_add(t->start, NULL) != 0))
+        rc = dh_err_set(e, DH_EIO, "cannot start the lifecycle timer");
+    if (rc != DH_OK) {
         lt_free(t);
-        return dh_err_set(e, DH_EIO, "cannot start the lifecycle timer");
+        return rc;
     }
     /* The first tick as soon as the loop runs, not one interval later: a
      * daemon restarted after a long stop catches up at once. */
-    event_active(t->ev, EV_TIMEOUT, 0);
-    const conf *cf = *cfp;
+    event_active(t->start, EV_TIMEOUT, 0);
     dh_log(DH_LOG_INFO, "timer: every %lu ms; rotate_after %llds, retire_after %llds; %s", ms,
            cf->rotate_after, cf->retire_after,
            cf->dns_update_server && cf->tsig_key_file ? "publishing by RFC 2136 update"
@@ -376,16 +511,40 @@ int lt_new(struct event_base *base, lf_ctx *life, conf *const *cfp, lt_changed_f
     return DH_OK;
 }
 
+int lt_reconfigure(lt *t, const conf *cf, dh_err *e)
+{
+    lt_settings *s = settings_of_conf(cf);
+    if (s == NULL)
+        return dh_err_set(e, DH_ENOMEM, "out of memory");
+    pthread_mutex_lock(&t->mu);
+    lt_settings *old = t->next;
+    t->next = s;
+    pthread_mutex_unlock(&t->mu);
+    settings_free(old);
+    return DH_OK;
+}
+
 void lt_free(lt *t)
 {
     if (t == NULL)
         return;
-    if (t->ev != NULL)
-        event_free(t->ev);
+    if (t->started) {
+        pthread_mutex_lock(&t->mu);
+        atomic_store(&t->stop, 1);
+        pthread_cond_signal(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+        pthread_join(t->thread, NULL);
+    }
+    if (t->start != NULL)
+        event_free(t->start);
+    ks_close(t->store);
+    settings_free(t->next);
     for (size_t i = 0; i < t->nnotes; i++) {
         free(t->notes[i].key);
         free(t->notes[i].msg);
     }
     free(t->notes);
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
     free(t);
 }

@@ -3,7 +3,7 @@
 set(LIFE_TESTS_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 add_executable(test_audit ${LIFE_TESTS_DIR}/test_audit.c)
-target_link_libraries(test_audit PRIVATE dh_audit dh_testlib PkgConfig::SQLITE)
+target_link_libraries(test_audit PRIVATE dh_audit dh_testlib PkgConfig::SQLITE Threads::Threads)
 add_test(NAME audit COMMAND test_audit)
 
 add_executable(test_lifecycle ${LIFE_TESTS_DIR}/test_lifecycle.c)

@@ -1,0 +1,79 @@
+#!/bin/sh
+# DNS unreachable does not stop signing: the lifecycle timer asks DNS from a
+# thread of its own. dns_server is a UDP socket that takes queries and never
+# answers, so each of the timer's queries waits for dns/'s timeout (3 s).
+# Once the first query has arrived, the timer is stuck in that wait; a
+# signature through the agent must come back, and verify, before the next
+# query arrives. (With the timer on the event loop, the loop would sit in the
+# same wait and the signature would come back only after the timeout, when
+# the timer moves on to its next query.) Everything it starts it stops, by PID.
+#
+# usage (via lib/with-token.sh): test_timer_dns_down.sh BINDIR
+set -eu
+bin=$1
+here=$(cd "$(dirname "$0")" && pwd)
+d=$DKIMHSM_TEST_DIR
+py=/usr/bin/python3
+pid="" hole=""
+cleanup() {
+  for p in $pid $hole; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+fail() { echo "FAIL: $*"; [ -f "$d/daemon.log" ] && tail -20 "$d/daemon.log"; exit 1; }
+kc() { "$bin/dkim-keyctl" -c "$d/t.conf" "$@"; }
+
+# The black hole: logs one line per datagram, answers nothing.
+$py -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+with open(sys.argv[1], "w") as f:
+    f.write("%d\n" % s.getsockname()[1]); f.flush()
+with open(sys.argv[2], "a", buffering=1) as log:
+    while True:
+        s.recvfrom(4096)
+        log.write("query\n")
+' "$d/hole.port" "$d/hole.log" &
+hole=$!
+i=0
+while [ ! -s "$d/hole.port" ]; do
+  i=$((i + 1)); [ $i -lt 100 ] || fail "black hole did not start"; sleep 0.1
+done
+queries() { [ -f "$d/hole.log" ] && wc -l < "$d/hole.log" || echo 0; }
+
+cp "$DKIMHSM_TEST_CONF" "$d/t.conf"
+cat >> "$d/t.conf" <<CONF
+agent_socket = $d/agent.sock
+dns_server = 127.0.0.1:$(cat "$d/hole.port")
+CONF
+kc create example.com ed1 --alg ed25519 >/dev/null
+kc activate example.com ed1 --force >/dev/null
+kc dns example.com > "$d/zone"
+
+DKIMHSM_LIFETIMER_MS=100 "$bin/dkimhsmd" -c "$d/t.conf" -f 2> "$d/daemon.log" &
+pid=$!
+i=0
+while [ "$(queries)" -lt 1 ]; do
+  i=$((i + 1)); [ $i -lt 200 ] || fail "the timer never asked DNS"
+  kill -0 "$pid" 2>/dev/null || fail "daemon exited"
+  sleep 0.05
+done
+[ -S "$d/agent.sock" ] || fail "no agent socket"
+
+"$bin/dkimhsm-sign" -c "$d/t.conf" --agent "$d/agent.sock" \
+  < "$here/data/messages/plain-crlf.eml" > "$d/signed.eml" || fail "sign through the agent"
+n=$(queries)
+[ "$n" -eq 1 ] || fail "the signature came back only after the timer's DNS wait ($n queries seen)"
+$py "$here/verify/dkimpy_verify.py" "$d/zone" "$d/signed.eml" --expect 1 >/dev/null ||
+  fail "dkimpy on the message signed while DNS was down"
+
+# SIGTERM while the timer waits on DNS: the daemon still exits by itself.
+kill -TERM "$pid"
+i=0
+while kill -0 "$pid" 2>/dev/null; do
+  i=$((i + 1)); [ $i -lt 150 ] || fail "daemon did not exit on SIGTERM"; sleep 0.1
+done
+wait "$pid" 2>/dev/null || fail "daemon exit status after SIGTERM"
+pid=""
+echo "PASS: test_timer_dns_down (signed while the timer waited on DNS, then exited)"
