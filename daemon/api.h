@@ -9,7 +9,9 @@
  *
  * api_handle() takes a request as plain values and gives the reply as
  * bytes: no socket, no evhttp (httpd.c does that), so a test or a fuzzer can
- * drive it directly. It runs on the event loop thread.
+ * drive it directly. In the daemon it runs on the API's worker thread
+ * (apiworker.h), never on the event loop; one api is used by one thread at
+ * a time.
  */
 #ifndef DAEMON_API_H
 #define DAEMON_API_H
@@ -28,11 +30,12 @@ typedef struct api api;
 
 typedef struct api_config {
     const char *token_file; /* api_token_file: the bearer token, mode 0600 or stricter */
-    /* The daemon's lifecycle context. Borrowed: it must outlive the api; the
-     * daemon may rebuild it in place (SIGHUP). */
+    /* The lifecycle context. Borrowed: it must outlive the api; its owner
+     * may rebuild it in place between requests (apiworker.c does, before
+     * each one). */
     lf_ctx *life;
-    /* Called after every successful change, so the keys in use follow at
-     * once. May be NULL. */
+    /* Called on the thread running api_handle after every successful
+     * change, so the keys in use can follow at once. May be NULL. */
     void (*changed)(void *arg);
     void *arg;
 } api_config;

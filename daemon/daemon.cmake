@@ -1,4 +1,4 @@
-add_library(dh_daemon STATIC keyset.c policy.c handler.c server.c httpd.c)
+add_library(dh_daemon STATIC keyset.c policy.c handler.c server.c httpd.c lifesettings.c apiworker.c)
 target_link_libraries(dh_daemon PUBLIC dh_workers dh_metrics dh_proto dh_signer dh_keystore
                       dh_conf PkgConfig::LIBEVENT PkgConfig::CRYPTO)
 # The management API (api.c) runs the key lifecycle.

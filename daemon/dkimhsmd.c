@@ -44,13 +44,7 @@ struct daemon {
     srv *server;
     httpd *http;
     struct event *sighup, *sigterm, *sigint, *keywatch, *drain_timer;
-    long long data_version; /* of the state database, when the keys were last loaded */
-    /* The key lifecycle as the API runs it (lifecycle/): the same rules as
-     * dkim-keyctl, on the loop's database connection, so after a change the
-     * daemon reloads its keys itself (daemon_keys_changed): its own commits
-     * do not move data_version. The timer has a connection of its own. */
-    lf_dns_arg dns;
-    lf_ctx life;
+    long long data_version;          /* of the state database, when the keys were last loaded */
     long long login_failure_audited; /* hsm_health().since of the last one written */
     lt *timer;                       /* the lifecycle timer (lifetimer.h) */
 };
@@ -102,28 +96,18 @@ static int load_state(struct daemon *d, const conf *cf, dh_err *e)
     return DH_OK;
 }
 
-/* The lifecycle context points into d->cf: rebuilt whenever cf changes. */
-static void life_from_conf(struct daemon *d)
-{
-    const conf *cf = d->cf;
-    d->dns = (lf_dns_arg){.server = cf->dns_server, .delegation_zone = cf->delegation_zone};
-    d->life = (lf_ctx){.store = d->store,
-                       .token = d->token,
-                       .retire_after = cf->retire_after,
-                       .publish_wait = cf->publish_wait,
-                       .naming = cf->selector_naming,
-                       .rsa_bits = cf->rsa_bits,
-                       .delegation_zone = cf->delegation_zone,
-                       .check = lf_dns_check,
-                       .check_arg = &d->dns};
-}
-
-/* After a lifecycle change made through the API: the keys in use follow at
- * once. */
+/* After a lifecycle change made through the API (apiworker.h calls this on
+ * the loop thread before it replies): the keys in use follow at once. The
+ * API's database connection is its own, so the key watch would see the
+ * change too, but only up to KEYWATCH_MS later. */
 static void daemon_keys_changed(void *arg)
 {
     struct daemon *d = arg;
     dh_err e = {0};
+    long long v;
+    /* Seen now: the key watch need not load the same change again. */
+    if (ks_data_version(d->store, &v, &e) == DH_OK)
+        d->data_version = v;
     if (load_state(d, d->cf, &e) != DH_OK)
         dh_log(DH_LOG_ERR, "keys changed, reload failed, keeping the previous keys: %s", e.msg);
 }
@@ -144,9 +128,10 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     }
     if (d->timer != NULL && lt_reconfigure(d->timer, cf, &e) != DH_OK)
         dh_log(DH_LOG_ERR, "reload: the lifecycle timer keeps its previous settings: %s", e.msg);
+    if (d->http != NULL && httpd_reconfigure(d->http, cf, &e) != DH_OK)
+        dh_log(DH_LOG_ERR, "reload: the management API keeps its previous settings: %s", e.msg);
     conf_free(d->cf);
     d->cf = cf;
-    life_from_conf(d);
     dh_log(DH_LOG_INFO, "reloaded %s", cf->path);
 }
 
@@ -293,8 +278,6 @@ static int open_core(struct daemon *d, dh_err *e)
     if (rc == DH_OK)
         rc = load_state(d, cf, e);
     if (rc == DH_OK)
-        life_from_conf(d);
-    if (rc == DH_OK)
         dh_log(DH_LOG_INFO, "token %s: %u workers, batch %u, queue %u", cf->token, workers,
                cf->batch_limit, cf->queue_limit);
     return rc;
@@ -308,8 +291,9 @@ static int open_front(struct daemon *d, dh_err *e)
         return dh_err_set(e, DH_ECONFIG, "%s: agent_socket: required by dkimhsmd", cf->path);
     int rc = srv_new(d->base, cf->agent_socket, d->handler, d->pool, &d->server, e);
     httpd_health hh = {h_token_ok, h_queue, h_keys, h_token_detail, d};
-    /* The management API (api.h): its changes reload the keys at once. */
-    api_config ac = {cf->api_token_file, &d->life, daemon_keys_changed, d};
+    /* The management API (api.h) on a thread of its own (apiworker.h); its
+     * changes reload the keys at once. */
+    aw_config ac = {cf, d->token, daemon_keys_changed, d};
     if (rc == DH_OK && cf->api_token_file && !cf->http_listen)
         rc = dh_err_set(e, DH_ECONFIG, "%s: api_token_file needs http_listen", cf->path);
     if (rc == DH_OK && cf->http_listen)

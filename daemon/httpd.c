@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/log.h"
 
 /* Headers of a request stay small; bodies are the API's JSON objects. */
 #define MAX_HEADERS 8192
@@ -15,7 +16,7 @@ struct httpd {
     struct evhttp *http;
     mx *m;
     httpd_health health;
-    api *api; /* NULL: the management API is off */
+    aw *aw; /* the management API's worker; NULL: the API is off */
 };
 
 static void reply(struct evhttp_request *req, int code, const char *type, const dh_buf *body)
@@ -119,14 +120,38 @@ static enum api_method method_of(struct evhttp_request *req)
     }
 }
 
-/* Everything not /healthz or /metrics: /api/... goes to the API, the rest
- * is 404. evhttp has already refused a body over API_MAX_BODY (413). */
+/* On the loop thread: the API's reply to req (apiworker.h). A client that
+ * went away meanwhile is no matter: evhttp then frees req instead of
+ * sending. */
+static void on_api_done(void *ctx, const api_reply *out)
+{
+    struct evhttp_request *req = ctx;
+    struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
+    struct evbuffer *body = evbuffer_new();
+    if (body == NULL || evbuffer_add(body, out->body.data, out->body.len) != 0) {
+        evhttp_send_error(req, 500, NULL);
+    } else {
+        evhttp_add_header(hdr, "Content-Type", "application/json");
+        evhttp_add_header(hdr, "Cache-Control", "no-store");
+        if (out->allow)
+            evhttp_add_header(hdr, "Allow", out->allow);
+        if (out->challenge)
+            evhttp_add_header(hdr, "WWW-Authenticate", "Bearer realm=\"dkimhsm\"");
+        evhttp_send_reply(req, out->status, reason(out->status), body);
+    }
+    if (body)
+        evbuffer_free(body);
+}
+
+/* Everything not /healthz or /metrics: /api/... goes to the API's worker
+ * thread (it may wait on DNS or the token: never on the loop), the rest is
+ * 404. evhttp has already refused a body over API_MAX_BODY (413). */
 static void on_other(struct evhttp_request *req, void *arg)
 {
     httpd *h = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    if (h->api == NULL || path == NULL || strncmp(path, "/api/", 5) != 0) {
+    if (h->aw == NULL || path == NULL || strncmp(path, "/api/", 5) != 0) {
         evhttp_send_error(req, 404, NULL);
         return;
     }
@@ -143,24 +168,11 @@ static void on_other(struct evhttp_request *req, void *arg)
                      .body = len ? evbuffer_pullup(in, -1) : NULL,
                      .body_len = len,
                      .peer = peer};
-    api_reply out;
-    api_handle(h->api, &r, &out);
-    struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
-    struct evbuffer *body = evbuffer_new();
-    if (body == NULL || evbuffer_add(body, out.body.data, out.body.len) != 0) {
+    dh_err e = {0};
+    if (aw_submit(h->aw, &r, on_api_done, req, &e) != DH_OK) {
+        dh_log(DH_LOG_ERR, "api: %s", e.msg);
         evhttp_send_error(req, 500, NULL);
-    } else {
-        evhttp_add_header(hdr, "Content-Type", "application/json");
-        evhttp_add_header(hdr, "Cache-Control", "no-store");
-        if (out.allow)
-            evhttp_add_header(hdr, "Allow", out.allow);
-        if (out.challenge)
-            evhttp_add_header(hdr, "WWW-Authenticate", "Bearer realm=\"dkimhsm\"");
-        evhttp_send_reply(req, out.status, reason(out.status), body);
     }
-    if (body)
-        evbuffer_free(body);
-    dh_buf_free(&out.body);
 }
 
 static int split_listen(const char *listen, char *host, size_t cap, unsigned short *port)
@@ -184,7 +196,7 @@ static int split_listen(const char *listen, char *host, size_t cap, unsigned sho
 }
 
 int httpd_new(struct event_base *base, const char *listen, mx *metrics, const httpd_health *hh,
-              const api_config *apicfg, httpd **out, dh_err *e)
+              const aw_config *apicfg, httpd **out, dh_err *e)
 {
     *out = NULL;
     char host[256];
@@ -198,7 +210,7 @@ int httpd_new(struct event_base *base, const char *listen, mx *metrics, const ht
     }
     h->m = metrics;
     h->health = *hh;
-    int rc = apicfg != NULL ? api_new(apicfg, &h->api, e) : DH_OK;
+    int rc = apicfg != NULL ? aw_new(base, apicfg, &h->aw, e) : DH_OK;
     if (rc != DH_OK) {
         httpd_free(h);
         return rc;
@@ -210,7 +222,7 @@ int httpd_new(struct event_base *base, const char *listen, mx *metrics, const ht
     evhttp_set_max_body_size(h->http, API_MAX_BODY);
     evhttp_set_allowed_methods(
         h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
-                     (h->api ? EVHTTP_REQ_PUT | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE : 0));
+                     (h->aw ? EVHTTP_REQ_PUT | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE : 0));
     if (evhttp_bind_socket(h->http, host, port) != 0) {
         httpd_free(h);
         return dh_err_set(e, DH_EIO, "http_listen %s: cannot bind", listen);
@@ -219,12 +231,19 @@ int httpd_new(struct event_base *base, const char *listen, mx *metrics, const ht
     return DH_OK;
 }
 
+int httpd_reconfigure(httpd *h, const conf *cf, dh_err *e)
+{
+    return h->aw != NULL ? aw_reconfigure(h->aw, cf, e) : DH_OK;
+}
+
 void httpd_free(httpd *h)
 {
     if (h == NULL)
         return;
+    /* The worker first: evhttp_free frees the requests still waiting for
+     * their reply, which a later done() would touch. */
+    aw_free(h->aw);
     if (h->http != NULL)
         evhttp_free(h->http);
-    api_free(h->api);
     free(h);
 }

@@ -12,7 +12,9 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "conf/conf.h"
 #include "daemon/api.h"
+#include "daemon/apiworker.h"
 #include "daemon/metrics.h"
 
 typedef struct httpd httpd;
@@ -28,10 +30,14 @@ typedef struct httpd_health {
 } httpd_health;
 
 /* listen is "HOST:PORT" (IPv4 or [IPv6]). apicfg: NULL, or the management
- * API's configuration (api_new(): the token file is read here, before
- * privileges are dropped; an unsafe or bad token file fails httpd_new). */
+ * API's configuration (aw_new(): the token file is read here, before
+ * privileges are dropped; an unsafe or bad token file fails httpd_new). The
+ * API's requests run on a thread of its own (apiworker.h). */
 int httpd_new(struct event_base *base, const char *listen, mx *metrics, const httpd_health *h,
-              const api_config *apicfg, httpd **out, dh_err *e) DH_WUR;
+              const aw_config *apicfg, httpd **out, dh_err *e) DH_WUR;
+/* SIGHUP: the API's requests from now on use cf's lifecycle settings. */
+int httpd_reconfigure(httpd *h, const conf *cf, dh_err *e) DH_WUR;
+/* Stops the API's thread, then the listener. */
 void httpd_free(httpd *h);
 
 #endif

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "daemon/lifesettings.h"
 #include "daemon/lifetimer.h"
 #include "dkim/record.h"
 #include "dns/dns.h"
@@ -22,16 +23,6 @@ typedef struct lt_note {
     char *key, *msg;
 } lt_note;
 
-/* What a tick reads of the configuration. The timer thread works on a copy
- * of its own: a reload on the loop thread frees the configuration it
- * replaces, and must never free what a tick is reading. The field names are
- * conf's. */
-typedef struct lt_settings {
-    long long rotate_after, retire_after, publish_wait;
-    unsigned rsa_bits;
-    char *selector_naming, *delegation_zone, *dns_server, *dns_update_server, *tsig_key_file;
-} lt_settings;
-
 struct lt {
     struct event *start; /* one-shot on the loop: starts the thread */
     pthread_t thread;
@@ -39,7 +30,7 @@ struct lt {
     pthread_mutex_t mu;
     pthread_cond_t cv;      /* stop asked (CLOCK_MONOTONIC waits) */
     atomic_int stop;        /* set under mu; read by the thread between steps too */
-    lt_settings *next;      /* under mu: what the next tick uses */
+    ls_settings *next;      /* under mu: what the next tick uses */
     unsigned long interval; /* ms */
     hsm *token;
     ks *store; /* the thread's own connection to the state database */
@@ -48,50 +39,6 @@ struct lt {
     lt_note *notes;
     size_t nnotes;
 };
-
-static void settings_free(lt_settings *s)
-{
-    if (s == NULL)
-        return;
-    free(s->selector_naming);
-    free(s->delegation_zone);
-    free(s->dns_server);
-    free(s->dns_update_server);
-    free(s->tsig_key_file);
-    free(s);
-}
-
-/* A deep copy: NULL when out of memory. */
-static lt_settings *settings_copy(long long rotate_after, long long retire_after,
-                                  long long publish_wait, unsigned rsa_bits, const char *naming,
-                                  const char *dzone, const char *dns, const char *upd,
-                                  const char *tsig)
-{
-    lt_settings *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return NULL;
-    s->rotate_after = rotate_after;
-    s->retire_after = retire_after;
-    s->publish_wait = publish_wait;
-    s->rsa_bits = rsa_bits;
-    const char *from[] = {naming, dzone, dns, upd, tsig};
-    char **to[] = {&s->selector_naming, &s->delegation_zone, &s->dns_server, &s->dns_update_server,
-                   &s->tsig_key_file};
-    for (size_t i = 0; i < 5; i++) {
-        if (from[i] != NULL && (*to[i] = strdup(from[i])) == NULL) {
-            settings_free(s);
-            return NULL;
-        }
-    }
-    return s;
-}
-
-static lt_settings *settings_of_conf(const conf *cf)
-{
-    return settings_copy(cf->rotate_after, cf->retire_after, cf->publish_wait, cf->rsa_bits,
-                         cf->selector_naming, cf->delegation_zone, cf->dns_server,
-                         cf->dns_update_server, cf->tsig_key_file);
-}
 
 static int stopping(lt *t)
 {
@@ -264,7 +211,7 @@ static int zone_line(const lf_record *r, dh_buf *out)
 }
 
 /* What DNS serves at r->owner: *same 1 when it is exactly r->value. */
-static int served(const lt_settings *cf, const lf_record *r, int *same, char *what, size_t wsize,
+static int served(const ls_settings *cf, const lf_record *r, int *same, char *what, size_t wsize,
                   dh_err *e)
 {
     *same = 0;
@@ -290,7 +237,7 @@ static int served(const lt_settings *cf, const lf_record *r, int *same, char *wh
 
 /* RFC 2136: the record into its zone (the provider's zone, else the one
  * the server says holds the name: a signing domain may sit below its apex). */
-static int send_update(const lt_settings *cf, const lf_record *r, dh_err *e)
+static int send_update(const ls_settings *cf, const lf_record *r, dh_err *e)
 {
     dn_tsig tsig;
     int rc = dn_tsig_load(cf->tsig_key_file, &tsig, e);
@@ -308,7 +255,7 @@ static int send_update(const lt_settings *cf, const lf_record *r, dh_err *e)
 }
 
 /* One record: settled when DNS serves it; else published or asked for. */
-static void publish_one(lt *t, const lt_settings *cf, const lf_record *r)
+static void publish_one(lt *t, const ls_settings *cf, const lf_record *r)
 {
     char key[300], msg[1400], what[32] = "";
     dh_buf line = {0};
@@ -339,7 +286,7 @@ static void publish_one(lt *t, const lt_settings *cf, const lf_record *r)
 }
 
 /* Every domain's records against what DNS serves. */
-static void publish(lt *t, const lt_settings *cf)
+static void publish(lt *t, const ls_settings *cf)
 {
     ks_selector *l = NULL;
     size_t n = 0;
@@ -371,26 +318,16 @@ static void publish(lt *t, const lt_settings *cf)
 static void tick(lt *t)
 {
     pthread_mutex_lock(&t->mu);
-    const lt_settings *n = t->next;
-    lt_settings *cf = settings_copy(n->rotate_after, n->retire_after, n->publish_wait, n->rsa_bits,
-                                    n->selector_naming, n->delegation_zone, n->dns_server,
-                                    n->dns_update_server, n->tsig_key_file);
+    ls_settings *cf = ls_copy(t->next);
     pthread_mutex_unlock(&t->mu);
     if (cf == NULL) {
         log_once(t, DH_LOG_ERR, "tick", "out of memory");
         return;
     }
     note_drop(t, "tick");
-    lf_dns_arg dns = {.server = cf->dns_server, .delegation_zone = cf->delegation_zone};
-    lf_ctx life = {.store = t->store,
-                   .token = t->token,
-                   .retire_after = cf->retire_after,
-                   .publish_wait = cf->publish_wait,
-                   .naming = cf->selector_naming,
-                   .rsa_bits = cf->rsa_bits,
-                   .delegation_zone = cf->delegation_zone,
-                   .check = lf_dns_check,
-                   .check_arg = &dns};
+    lf_dns_arg dns;
+    lf_ctx life;
+    ls_life(cf, t->store, t->token, &dns, &life);
     t->life = &life;
     expire(t);
     if (cf->rotate_after > 0 && !stopping(t))
@@ -398,7 +335,7 @@ static void tick(lt *t)
     if (!stopping(t))
         publish(t, cf);
     t->life = NULL;
-    settings_free(cf);
+    ls_free(cf);
 }
 
 static void *run(void *arg)
@@ -489,7 +426,7 @@ int lt_new(struct event_base *base, hsm *token, const conf *cf, lt **out, dh_err
     }
     t->interval = ms;
     t->token = token;
-    if ((t->next = settings_of_conf(cf)) == NULL)
+    if ((t->next = ls_from_conf(cf)) == NULL)
         rc = dh_err_set(e, DH_ENOMEM, "out of memory");
     if (rc == DH_OK)
         rc = ks_open(cf->state_dir, &t->store, e);
@@ -513,14 +450,14 @@ int lt_new(struct event_base *base, hsm *token, const conf *cf, lt **out, dh_err
 
 int lt_reconfigure(lt *t, const conf *cf, dh_err *e)
 {
-    lt_settings *s = settings_of_conf(cf);
+    ls_settings *s = ls_from_conf(cf);
     if (s == NULL)
         return dh_err_set(e, DH_ENOMEM, "out of memory");
     pthread_mutex_lock(&t->mu);
-    lt_settings *old = t->next;
+    ls_settings *old = t->next;
     t->next = s;
     pthread_mutex_unlock(&t->mu);
-    settings_free(old);
+    ls_free(old);
     return DH_OK;
 }
 
@@ -538,7 +475,7 @@ void lt_free(lt *t)
     if (t->start != NULL)
         event_free(t->start);
     ks_close(t->store);
-    settings_free(t->next);
+    ls_free(t->next);
     for (size_t i = 0; i < t->nnotes; i++) {
         free(t->notes[i].key);
         free(t->notes[i].msg);
