@@ -210,15 +210,7 @@ int aw_new(struct event_base *base, const aw_config *cfg, aw **out, dh_err *e)
 
 int aw_reconfigure(aw *w, const conf *cf, dh_err *e)
 {
-    ls_settings *s = ls_from_conf(cf);
-    if (s == NULL)
-        return dh_err_set(e, DH_ENOMEM, "out of memory");
-    pthread_mutex_lock(&w->mu);
-    ls_settings *old = w->next;
-    w->next = s;
-    pthread_mutex_unlock(&w->mu);
-    ls_free(old);
-    return DH_OK;
+    return ls_replace(&w->mu, &w->next, cf, e);
 }
 
 int aw_submit(aw *w, const api_request *r, aw_done_fn done, void *ctx, dh_err *e)

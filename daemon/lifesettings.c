@@ -67,3 +67,16 @@ void ls_life(const ls_settings *s, ks *store, hsm *token, lf_dns_arg *dns, lf_ct
                      .check = lf_dns_check,
                      .check_arg = dns};
 }
+
+int ls_replace(pthread_mutex_t *mu, ls_settings **slot, const conf *cf, dh_err *e)
+{
+    ls_settings *s = ls_from_conf(cf);
+    if (s == NULL)
+        return dh_err_set(e, DH_ENOMEM, "out of memory");
+    pthread_mutex_lock(mu);
+    ls_settings *old = *slot;
+    *slot = s;
+    pthread_mutex_unlock(mu);
+    ls_free(old);
+    return DH_OK;
+}

@@ -7,6 +7,9 @@
 #ifndef DAEMON_LIFESETTINGS_H
 #define DAEMON_LIFESETTINGS_H
 
+#include <pthread.h>
+
+#include "common/err.h"
 #include "conf/conf.h"
 #include "hsm/hsm.h"
 #include "keystore/keystore.h"
@@ -23,6 +26,10 @@ typedef struct ls_settings {
 ls_settings *ls_from_conf(const conf *cf);
 ls_settings *ls_copy(const ls_settings *s);
 void ls_free(ls_settings *s);
+
+/* SIGHUP for a thread's settings: *slot, guarded by mu, becomes a copy of
+ * cf's and the old copy is freed. DH_ENOMEM keeps the old one. */
+int ls_replace(pthread_mutex_t *mu, ls_settings **slot, const conf *cf, dh_err *e) DH_WUR;
 
 /* A lifecycle context on store and token with s's settings and DNS checks
  * through dns_server. life and dns point into s: s must outlive them. */

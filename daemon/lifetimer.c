@@ -450,15 +450,7 @@ int lt_new(struct event_base *base, hsm *token, const conf *cf, lt **out, dh_err
 
 int lt_reconfigure(lt *t, const conf *cf, dh_err *e)
 {
-    ls_settings *s = ls_from_conf(cf);
-    if (s == NULL)
-        return dh_err_set(e, DH_ENOMEM, "out of memory");
-    pthread_mutex_lock(&t->mu);
-    ls_settings *old = t->next;
-    t->next = s;
-    pthread_mutex_unlock(&t->mu);
-    ls_free(old);
-    return DH_OK;
+    return ls_replace(&t->mu, &t->next, cf, e);
 }
 
 void lt_free(lt *t)
