@@ -55,8 +55,9 @@ static int ask(dn_res *res, const char *name, hop *h, dh_err *e)
     ldns_rdf *q = ldns_dname_new_frm_str(fq);
     if (q == NULL)
         return dh_err_set(e, DH_EINVAL, "\"%s\" is not a DNS name", name);
-    ldns_status st =
-        ldns_resolver_query_status(&h->pkt, res->r, q, LDNS_RR_TYPE_TXT, LDNS_RR_CLASS_IN, LDNS_RD);
+    ldns_status st = res->answer ? res->answer(res->answer_arg, q, &h->pkt)
+                                 : ldns_resolver_query_status(&h->pkt, res->r, q, LDNS_RR_TYPE_TXT,
+                                                              LDNS_RR_CLASS_IN, LDNS_RD);
     ldns_rdf_deep_free(q);
     if (st != LDNS_STATUS_OK || h->pkt == NULL)
         return dh_err_set(e, DH_EIO, "%s: no answer within %u ms for %s TXT (%s)", res->what,
@@ -104,7 +105,8 @@ static int txt_concat(const ldns_rr *rr, dh_buf *out)
 }
 
 /* A DKIM key record starts with v=DKIM1 or at least is a tag list with p=;
- * SPF, site verification and other TXT records at the same name are not. */
+ * SPF ("v=spf1 ..."), site verification and other TXT records at the same
+ * name are not. */
 static int looks_like_dkim(const dh_buf *txt)
 {
     const char *s = (const char *)txt->data;
@@ -113,12 +115,11 @@ static int looks_like_dkim(const dh_buf *txt)
         s++;
         n--;
     }
-    if (n >= 2 && s[0] == 'v' && (s[1] == '=' || s[1] == ' ' || s[1] == '\t'))
-        return 1;
     dkim_tags *t = NULL;
     if (dkim_tags_parse(s, n, &t, NULL) != DH_OK)
         return 0;
-    int yes = dkim_tags_get(t, "p", NULL) != NULL;
+    const char *v = dkim_tags_get(t, "v", NULL);
+    int yes = v != NULL ? strcmp(v, "DKIM1") == 0 : dkim_tags_get(t, "p", NULL) != NULL;
     dkim_tags_free(t);
     return yes;
 }
@@ -251,8 +252,8 @@ static int walk(dn_res *res, const char *start, const dn_expect *want, dn_result
     }
 }
 
-int dn_check(const dn_config *c, const char *domain, const char *selector, const dn_expect *want,
-             dn_result *out, dh_err *e)
+int dn_check_res(dn_res *res, const char *domain, const char *selector, const dn_expect *want,
+                 dn_result *out, dh_err *e)
 {
     char d[NAME_MAX_LEN], s[NAME_MAX_LEN], name[NAME_MAX_LEN];
     memset(out, 0, sizeof(*out));
@@ -262,13 +263,21 @@ int dn_check(const dn_config *c, const char *domain, const char *selector, const
     /* RFC 6376 §3.6.2.1: the key lives at SELECTOR._domainkey.DOMAIN. */
     if ((size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", s, d) >= 254)
         return dh_err_set(e, DH_EINVAL, "%s._domainkey.%s is longer than 253 bytes", s, d);
+    int rc = walk(res, name, want, out, e);
+    if (rc != DH_OK)
+        dn_result_clear(out);
+    return rc;
+}
+
+int dn_check(const dn_config *c, const char *domain, const char *selector, const dn_expect *want,
+             dn_result *out, dh_err *e)
+{
+    memset(out, 0, sizeof(*out));
     dn_res res;
     int rc = dn_res_open(c, 0, &res, e);
     if (rc == DH_OK)
-        rc = walk(&res, name, want, out, e);
+        rc = dn_check_res(&res, domain, selector, want, out, e);
     dn_res_close(&res);
-    if (rc != DH_OK)
-        dn_result_clear(out);
     return rc;
 }
 

@@ -14,6 +14,11 @@ typedef struct dn_res {
     ldns_resolver *r;
     char what[300];
     unsigned timeout_ms;
+    /* Fuzzers and tests only (NULL in the product): answers a TXT query for
+     * qname instead of r, with a packet the caller frees, or an ldns error
+     * (the query then fails as a timeout would). */
+    ldns_status (*answer)(void *arg, const ldns_rdf *qname, ldns_pkt **out);
+    void *answer_arg;
 } dn_res;
 
 /* Opens a resolver for c->server, or /etc/resolv.conf when it is NULL and
@@ -21,6 +26,11 @@ typedef struct dn_res {
  * query: one try, no retransmission; TCP when the answer is truncated. */
 int dn_res_open(const dn_config *c, int need_server, dn_res *out, dh_err *e) DH_WUR;
 void dn_res_close(dn_res *r);
+
+/* dn_check (dns.h) on an open resolver: the seam a fuzzer drives with
+ * res->answer, so that every answer it makes up meets the same parsing. */
+int dn_check_res(dn_res *res, const char *domain, const char *selector, const dn_expect *want,
+                 dn_result *out, dh_err *e) DH_WUR;
 
 /* "NOERROR", "SERVFAIL", ... or "RCODE n". */
 const char *dn_rcode_name(int rcode, char buf[16]);

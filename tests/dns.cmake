@@ -16,3 +16,12 @@ add_test(NAME e2e_check
                  ${CMAKE_CURRENT_SOURCE_DIR}/test_check.sh ${CMAKE_BINARY_DIR})
 set_tests_properties(e2e_check PROPERTIES SKIP_RETURN_CODE 77 LABELS dns
                      ENVIRONMENT "${TOKEN_TEST_ENV}")
+
+# What dn_check makes of DNS answers (tests/fuzz/fuzz_dnscheck.c): packets
+# from the input through the resolver seam, run by the deterministic driver.
+# No server needed.
+pkg_check_modules(LDNS REQUIRED IMPORTED_TARGET ldns)
+add_executable(fuzz_dnscheck_driver fuzz/fuzz_dnscheck.c fuzz/driver.c)
+target_link_libraries(fuzz_dnscheck_driver PRIVATE dh_dns PkgConfig::LDNS)
+add_test(NAME dns_fuzz_check COMMAND fuzz_dnscheck_driver)
+set_tests_properties(dns_fuzz_check PROPERTIES LABELS dns)

@@ -85,6 +85,7 @@ static void test_ok(void)
     EXPECT("example.com", "ok-ed", &ed, DN_OK, "");
     EXPECT("EXAMPLE.com.", "OK-ED", &ed, DN_OK, "");    /* case and final dot don't matter */
     EXPECT("example.com", "withother", &ed, DN_OK, ""); /* a non-DKIM TXT next to it */
+    EXPECT("example.com", "withspf", &ed, DN_OK, "");   /* v=spf1 is not v=DKIM1 */
     EXPECT("example.com", "testing", &ed, DN_OK, "t=y");
     EXPECT("example.com", "ok-ed", NULL, DN_OK, "");
     dn_expect any = expect(DKIM_ALG_ED25519_SHA256, NULL, NULL);
