@@ -15,7 +15,9 @@
  * needs (SMFIP_NR_*): only the end of the message gets an answer, which is
  * where the decision is made.
  */
+#include <errno.h>
 #include <libmilter/mfapi.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,55 @@
 static conf *cf;
 static ac *agent;
 static lc *lookups;
+
+/* libmilter's worker threads are detached: when smfi_main returns, one may
+ * still be inside a callback (waiting up to AGENT_TIMEOUT_MS for dkimhsmd).
+ * Callbacks that touch cf, agent or lookups hold a use, and main frees those
+ * only once no use is left; a callback that starts after that answers
+ * without them. */
+#define AGENT_TIMEOUT_MS 10000
+static pthread_mutex_t users_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t users_cv = PTHREAD_COND_INITIALIZER;
+static unsigned users;
+static int closing;
+
+static int use_begin(void)
+{
+    pthread_mutex_lock(&users_mu);
+    int ok = !closing;
+    users += ok;
+    pthread_mutex_unlock(&users_mu);
+    return ok;
+}
+
+static void use_end(void)
+{
+    pthread_mutex_lock(&users_mu);
+    if (--users == 0)
+        pthread_cond_broadcast(&users_cv);
+    pthread_mutex_unlock(&users_mu);
+}
+
+/* No new use from now on; 1 when the last one ended within ms. */
+static int uses_drained(unsigned ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&users_mu);
+    closing = 1;
+    int err = 0;
+    while (users > 0 && err != ETIMEDOUT)
+        err = pthread_cond_timedwait(&users_cv, &users_mu, &until);
+    int drained = users == 0;
+    pthread_mutex_unlock(&users_mu);
+    return drained;
+}
 
 static uint64_t now_ms(void)
 {
@@ -177,18 +228,22 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 static sfsistat on_eoh(SMFICTX *ctx)
 {
     struct msg *m = msg_begin(ctx);
-    if (m != NULL)
+    if (m != NULL && use_begin()) {
         body_begin(m);
+        use_end();
+    }
     return noreply(ctx, SMFIP_NR_EOH);
 }
 
 static sfsistat on_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
     struct msg *m = msg_begin(ctx);
-    if (m != NULL && !m->unsignable)
-        body_begin(m);
-    if (m != NULL && !m->unsignable && dkim_body_update(m->body, chunk, len) != DH_OK)
+    if (m == NULL || m->unsignable || !use_begin())
+        return noreply(ctx, SMFIP_NR_BODY); /* shutting down: the end tempfails */
+    body_begin(m);
+    if (!m->unsignable && dkim_body_update(m->body, chunk, len) != DH_OK)
         mark_unsignable(m, "body hashing failed");
+    use_end();
     return noreply(ctx, SMFIP_NR_BODY);
 }
 
@@ -383,7 +438,7 @@ static void message_id(const dkim_hdrs *h, char *out, size_t cap)
     }
 }
 
-static sfsistat on_eom(SMFICTX *ctx)
+static sfsistat eom(SMFICTX *ctx)
 {
     struct conn *c = conn_of(ctx);
     struct msg *m = msg_begin(ctx); /* a message without headers: unsigned below */
@@ -410,6 +465,20 @@ static sfsistat on_eom(SMFICTX *ctx)
            o.d[0] ? o.d : "-", o.sels[0] ? o.sels : "-", o.result, ms, o.detail[0] ? " why=" : "",
            o.detail);
     msg_reset(ctx);
+    return r;
+}
+
+static sfsistat on_eom(SMFICTX *ctx)
+{
+    if (!use_begin()) {
+        dh_log(DH_LOG_WARNING, "queue_id=%s result=tempfail why=shutting down",
+               smfi_getsymval(ctx, "i") ? smfi_getsymval(ctx, "i") : "-");
+        smfi_setreply(ctx, "451", "4.7.1", "DKIM signing is shutting down");
+        msg_reset(ctx);
+        return SMFIS_TEMPFAIL;
+    }
+    sfsistat r = eom(ctx);
+    use_end();
     return r;
 }
 
@@ -455,7 +524,7 @@ static int start(const char *config, dh_err *e)
                           cf->path);
     /* Connections to dkimhsmd, shared by libmilter's threads; a signature
      * request that waits longer than this is tempfailed. */
-    rc = ac_new(cf->agent_socket, 64, 10000, &agent, e);
+    rc = ac_new(cf->agent_socket, 64, AGENT_TIMEOUT_MS, &agent, e);
     if (rc == DH_OK)
         rc = lc_new(cf->lookup_cache_ms, &lookups, e);
     if (rc != DH_OK)
@@ -490,6 +559,10 @@ int main(int argc, char **argv)
     }
     dh_log(DH_LOG_INFO, "ready on %s, signing through %s", cf->milter_socket, cf->agent_socket);
     rc = smfi_main() == MI_SUCCESS ? 0 : 1;
+    if (!uses_drained(AGENT_TIMEOUT_MS + 1000)) {
+        dh_log(DH_LOG_WARNING, "exiting with a message still waiting for dkimhsmd");
+        return rc; /* its thread still uses them: the exit frees them */
+    }
     lc_free(lookups);
     ac_free(agent);
     conf_free(cf);
