@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <libmilter/mfapi.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,26 +44,35 @@ static lc *lookups;
  * only once no use is left; a callback that starts after that answers
  * without them. */
 #define AGENT_TIMEOUT_MS 10000
-static pthread_mutex_t users_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_uint users;
+static atomic_int closing;
+static pthread_mutex_t users_mu = PTHREAD_MUTEX_INITIALIZER; /* for the wait at exit */
 static pthread_cond_t users_cv = PTHREAD_COND_INITIALIZER;
-static unsigned users;
-static int closing;
 
+/* Lock-free on the way of every message (a mutex here would be contended by
+ * all of libmilter's workers): the use is counted first, then closing is
+ * read, while main sets closing first and then reads the count, so one of
+ * the two always sees the other (sequentially consistent atomics). */
 static int use_begin(void)
 {
-    pthread_mutex_lock(&users_mu);
-    int ok = !closing;
-    users += ok;
-    pthread_mutex_unlock(&users_mu);
-    return ok;
+    atomic_fetch_add(&users, 1);
+    if (!atomic_load(&closing))
+        return 1;
+    if (atomic_fetch_sub(&users, 1) == 1) {
+        pthread_mutex_lock(&users_mu);
+        pthread_cond_broadcast(&users_cv);
+        pthread_mutex_unlock(&users_mu);
+    }
+    return 0;
 }
 
 static void use_end(void)
 {
-    pthread_mutex_lock(&users_mu);
-    if (--users == 0)
+    if (atomic_fetch_sub(&users, 1) == 1 && atomic_load(&closing)) {
+        pthread_mutex_lock(&users_mu);
         pthread_cond_broadcast(&users_cv);
-    pthread_mutex_unlock(&users_mu);
+        pthread_mutex_unlock(&users_mu);
+    }
 }
 
 /* No new use from now on; 1 when the last one ended within ms. */
@@ -76,12 +86,12 @@ static int uses_drained(unsigned ms)
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
+    atomic_store(&closing, 1);
     pthread_mutex_lock(&users_mu);
-    closing = 1;
     int err = 0;
-    while (users > 0 && err != ETIMEDOUT)
+    while (atomic_load(&users) > 0 && err != ETIMEDOUT)
         err = pthread_cond_timedwait(&users_cv, &users_mu, &until);
-    int drained = users == 0;
+    int drained = atomic_load(&users) == 0;
     pthread_mutex_unlock(&users_mu);
     return drained;
 }
