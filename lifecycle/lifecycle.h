@@ -158,7 +158,9 @@ typedef struct lf_rotation {
  * of the domain's only active key; DH_EINVAL when it has several). The
  * successor's name comes from lf_ctx.naming: "alternate" takes the
  * algorithm's pair (lf_alternate_names), whichever is not the current key (a revoked key under that
- * name is destroyed first, as hosted providers reuse the name; a live one makes it DH_ESTATE);
+ * name is destroyed first, as hosted providers reuse the name, but only once lf_ctx.check shows
+ * its empty p= or no record: until then, and for a live key, DH_ESTATE saying so; DNS that cannot
+ * be asked gives its error);
  * "date" takes YYYYMM (UTC), then YYYYMMb, c, ... when taken. Never activates a key DNS does not
  * show. *out: lf_rotation_clear(). */
 int lf_rotate(lf_ctx *c, const char *domain, int alg, const char *actor, lf_rotation *out,

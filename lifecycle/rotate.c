@@ -114,9 +114,27 @@ static int switch_over(lf_ctx *c, const ks_selector *next, const ks_selector *ol
     return rc;
 }
 
+/* A revoked key's name is reused only once DNS shows the revocation (the
+ * empty p=) or no record at all. Otherwise the name would go from the old key
+ * straight to the new one, and verifiers would never be told that the old
+ * key was revoked (short settings, rotate_after <= retire_after, get there
+ * within a tick). 1 shown, 0 not yet, <0 DNS could not be asked. */
+static int revocation_shown(lf_ctx *c, const ks_selector *s, dh_err *e)
+{
+    lf_seen seen;
+    if (c->check == NULL)
+        return dh_err_set(e, DH_ESTATE,
+                          "cannot reuse selector %s of %s: no DNS check to see its revocation",
+                          s->selector, s->domain);
+    int rc = c->check(c->check_arg, s, &seen, e);
+    if (rc != DH_OK)
+        return rc;
+    return strcmp(seen.status, "revoked") == 0 || strcmp(seen.status, "missing") == 0;
+}
+
 /* Is name free for a new key? 1 yes, 0 no (*blocker filled), <0 error.
  * A revoked key under the name is put in *reuse (to be destroyed) when
- * allowed. */
+ * allowed and DNS shows its revocation. */
 static int name_free(lf_ctx *c, const char *d, const char *name, int allow_reuse,
                      ks_selector *reuse, ks_selector *blocker, dh_err *e)
 {
@@ -130,7 +148,12 @@ static int name_free(lf_ctx *c, const char *d, const char *name, int allow_reuse
         ks_selector_clear(&s);
         return 1;
     }
-    if (allow_reuse && s.state == KS_REVOKED) {
+    int shown = allow_reuse && s.state == KS_REVOKED ? revocation_shown(c, &s, e) : 0;
+    if (shown < 0) {
+        ks_selector_clear(&s);
+        return shown;
+    }
+    if (shown) {
         *reuse = s;
         return 1;
     }
@@ -141,6 +164,12 @@ static int name_free(lf_ctx *c, const char *d, const char *name, int allow_reuse
 
 static int no_name(lf_ctx *c, const ks_selector *b, dh_err *e)
 {
+    if (b->state == KS_REVOKED)
+        return dh_err_set(e, DH_ESTATE,
+                          "no free selector name for %s yet: %s is revoked, but DNS does not show "
+                          "its empty p= yet (the name is reused once it does: dkim-keyctl dns "
+                          "%s prints the record)",
+                          b->domain, b->selector, b->domain);
     if (b->state != KS_RETIRING)
         return dh_err_set(e, DH_ESTATE,
                           "no free selector name for %s: %s is %s (revoke it to reuse the name)",

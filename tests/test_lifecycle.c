@@ -14,6 +14,7 @@
 static const char *base;
 static long long clock_now = 1700000000; /* 2023-11-14 */
 static char published[8][32];            /* what the fake DNS shows: "sel" */
+static char revoked_shown[32];           /* a name whose empty p= it shows instead */
 static int dns_down;
 
 static long long fake_now(void)
@@ -36,6 +37,11 @@ static int fake_check(void *arg, const ks_selector *s, lf_seen *out, dh_err *e)
     memset(out, 0, sizeof(*out));
     if (dns_down)
         return dh_err_set(e, DH_EIO, "server 192.0.2.1:53 timed out");
+    if (strcmp(revoked_shown, s->selector) == 0) {
+        snprintf(out->status, sizeof(out->status), "revoked");
+        snprintf(out->reason, sizeof(out->reason), "p= is empty: the key is revoked");
+        return DH_OK;
+    }
     for (int i = 0; i < 8; i++)
         if (strcmp(published[i], s->selector) == 0) {
             out->ok = 1;
@@ -67,6 +73,7 @@ static lf_ctx setup(const char *name)
     if (hsm_open(&hc, &c.token, &e) != DH_OK)
         check_fail(__FILE__, __LINE__, "hsm_open: %s", e.msg);
     memset(published, 0, sizeof(published));
+    revoked_shown[0] = '\0';
     dns_down = 0;
     return c;
 }
@@ -500,14 +507,24 @@ static void test_rotate_alternate(void)
     /* selector1-ed25519 is still retiring: no free name yet. */
     CHECK_EQ_INT(lf_rotate(&c, "example.com", -1, "x", &r, &e), DH_ESTATE);
     CHECK_MSG(e, "selector1-ed25519 is retiring until");
-    /* Once expired (revoked), rotation reuses the name: the old key goes. */
+    /* Expired (revoked), but DNS still serves the old key: the name waits,
+     * or verifiers would never see the revocation. */
     clock_now += 8 * 86400;
     CHECK_OK(lf_expire(&c, "timer", NULL, &e));
+    CHECK_EQ_INT(lf_rotate(&c, "example.com", -1, "x", &r, &e), DH_ESTATE);
+    CHECK_MSG(e, "selector1-ed25519 is revoked, but DNS does not show its empty p= yet");
+    CHECK_EQ_INT(state_of(&c, "selector1-ed25519"), KS_REVOKED);
+    dns_down = 1; /* DNS cannot be asked: no reuse either */
+    CHECK_EQ_INT(lf_rotate(&c, "example.com", -1, "x", &r, &e), DH_EIO);
+    dns_down = 0;
+    /* Once DNS shows the empty p=, rotation reuses the name: the old key goes. */
+    snprintf(revoked_shown, sizeof(revoked_shown), "selector1-ed25519");
     CHECK_OK(lf_rotate(&c, "example.com", -1, "x", &r, &e));
     CHECK_EQ_INT(r.step, LF_ROTATE_CREATED);
     CHECK_STR(r.selector ? r.selector : "", "selector1-ed25519");
     lf_rotation_clear(&r);
     CHECK_EQ_INT(state_of(&c, "selector1-ed25519"), KS_CREATED);
+    revoked_shown[0] = '\0'; /* the new key's record replaces the empty one */
     CHECK_OK(lf_rotate(&c, "example.com", -1, "x", &r, &e));
     CHECK_EQ_INT(r.step, LF_ROTATE_SWITCHED); /* the fake DNS still shows "selector1-ed25519" */
     lf_rotation_clear(&r);
