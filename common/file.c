@@ -40,38 +40,50 @@ int dh_file_read(const char *path, size_t max, dh_buf *out, dh_err *e)
     return rc;
 }
 
-int dh_file_read_pin(const char *path, dh_buf *pin, dh_err *e)
+int dh_file_read_secret(const char *path, const char *what, size_t max, dh_buf *out, dh_err *e)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return dh_err_set(e, errno == ENOENT ? DH_ENOTFOUND : DH_EIO,
-                          "PIN file %s: cannot open: %s", path, strerror(errno));
+        return dh_err_set(e, errno == ENOENT ? DH_ENOTFOUND : DH_EIO, "%s %s: cannot open: %s",
+                          what, path, strerror(errno));
     struct stat st;
     int rc = DH_OK;
     if (fstat(fd, &st) != 0) {
-        rc = dh_err_set(e, DH_EIO, "PIN file %s: stat failed: %s", path, strerror(errno));
+        rc = dh_err_set(e, DH_EIO, "%s %s: stat failed: %s", what, path, strerror(errno));
     } else if (!S_ISREG(st.st_mode)) {
-        rc = dh_err_set(e, DH_EPERM, "PIN file %s: not a regular file", path);
+        rc = dh_err_set(e, DH_EPERM, "%s %s: not a regular file", what, path);
     } else if (st.st_mode & (S_IRWXG | S_IRWXO)) {
         rc = dh_err_set(e, DH_EPERM,
-                        "PIN file %s: mode %04o lets group or others read it; "
+                        "%s %s: mode %04o lets group or others read it; "
                         "run chmod 600 %s",
-                        path, (unsigned)(st.st_mode & 07777), path);
+                        what, path, (unsigned)(st.st_mode & 07777), path);
+    } else if (dh_buf_reserve(out, max + 4096) != DH_OK) {
+        /* Room for all of it at once: a buffer that grew would leave copies
+         * of the secret behind in freed memory. */
+        rc = dh_err_set(e, DH_ENOMEM, "%s %s: out of memory", what, path);
     } else {
-        rc = read_fd(fd, path, 1024, pin, e);
+        rc = read_fd(fd, path, max, out, e);
+        if (rc != DH_OK)
+            dh_err_prefix(e, "%s", what);
     }
     close(fd);
     if (rc != DH_OK) {
-        dh_buf_free_secret(pin);
+        dh_buf_free_secret(out);
         return rc;
     }
-    while (pin->len > 0 && (pin->data[pin->len - 1] == '\n' || pin->data[pin->len - 1] == '\r'))
-        pin->data[--pin->len] = '\0';
-    if (pin->len == 0) {
+    while (out->len > 0 && (out->data[out->len - 1] == '\n' || out->data[out->len - 1] == '\r'))
+        out->data[--out->len] = '\0';
+    return DH_OK;
+}
+
+int dh_file_read_pin(const char *path, dh_buf *pin, dh_err *e)
+{
+    int rc = dh_file_read_secret(path, "PIN file", 1024, pin, e);
+    if (rc == DH_OK && pin->len == 0) {
         dh_buf_free_secret(pin);
         return dh_err_set(e, DH_ELOGIN, "PIN file %s: empty", path);
     }
-    return DH_OK;
+    return rc;
 }
 
 int dh_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode, dh_err *e)

@@ -1,5 +1,5 @@
 /*
- * file.h - whole-file reads with a size bound, and the PIN-file rule.
+ * file.h - whole-file reads with a size bound, and the rule for secret files.
  */
 #ifndef DH_FILE_H
 #define DH_FILE_H
@@ -12,10 +12,16 @@
 /* Appends the contents of path (at most max bytes; more is an error) to out. */
 int dh_file_read(const char *path, size_t max, dh_buf *out, dh_err *e) DH_WUR;
 
-/* Reads a PIN from path into *pin (caller frees with dh_buf_free_secret).
+/* Reads a secret (a PIN, the API token, a TSIG key) from path into out
+ * (caller frees with dh_buf_free_secret; on failure it is wiped and freed).
  * Refuses a file that is not a regular file or that group or others can read
- * or write (the error says which mode it has and what to run). A trailing
- * newline is dropped; an empty PIN is an error. */
+ * or write (the error says which mode it has and what to run), or one larger
+ * than max bytes. what names the file in errors ("PIN file"). Trailing
+ * newlines are dropped; the result may be empty. */
+int dh_file_read_secret(const char *path, const char *what, size_t max, dh_buf *out,
+                        dh_err *e) DH_WUR;
+
+/* dh_file_read_secret for a PIN (at most 1 KB); an empty PIN is DH_ELOGIN. */
 int dh_file_read_pin(const char *path, dh_buf *pin, dh_err *e) DH_WUR;
 
 /* Writes data to path atomically (temp file in the same directory + rename),

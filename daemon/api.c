@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "common/file.h"
 #include "common/hex.h"
+#include "common/isotime.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "dkim/record.h"
@@ -269,14 +269,6 @@ static int jonly(const jobj *o, const char *const *allowed, dh_err *e)
 
 /* ---- JSON output --------------------------------------------------------- */
 
-static void iso_time(long long t, char out[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* Appends lead (literal JSON) and then v as a JSON string, or null. */
 static int put_str(dh_buf *b, const char *lead, const char *v)
 {
@@ -309,8 +301,8 @@ static int json_records(dh_buf *b, lf_ctx *lf, const char *domain, const char *s
 static int json_key_members(dh_buf *b, const ks_selector *s, dh_err *e)
 {
     char created[32], changed[32], fp[AU_HASH_HEX];
-    iso_time(s->created, created);
-    iso_time(s->state_changed, changed);
+    dh_iso_time(s->created, created);
+    dh_iso_time(s->state_changed, changed);
     int rc = au_fingerprint(s->public_key, fp, e);
     if (rc == DH_OK)
         rc = put_str(b, "\"domain\":", s->domain);
@@ -600,7 +592,7 @@ static int json_history(dh_buf *b, const lf_info *i)
     for (size_t h = 0; rc == DH_OK && h < i->nhistory; h++) {
         const ks_history *x = &i->history[h];
         char t[32];
-        iso_time(x->time, t);
+        dh_iso_time(x->time, t);
         rc = dh_buf_printf(b, "%s{\"time\":\"%s\",\"from\":", h ? "," : "", t);
         if (rc == DH_OK)
             rc = put_str(b, "", x->from_set ? ks_state_name(x->from) : NULL);
@@ -633,7 +625,7 @@ static int get_key(call *c, dh_err *e)
         rc = json_key_members(c->out, k, e);
     if (rc == DH_OK && k->state == KS_RETIRING) {
         char until[32];
-        iso_time(k->retiring_since + c->lf->retire_after, until);
+        dh_iso_time(k->retiring_since + c->lf->retire_after, until);
         rc = dh_buf_printf(c->out, ",\"retire_at\":\"%s\"", until);
     }
     if (rc == DH_OK)
@@ -992,12 +984,10 @@ int api_new(const api_config *cfg, api **out, dh_err *e)
     dh_buf tok = {0};
     if (cfg->token_file == NULL || cfg->life == NULL || cfg->life->store == NULL)
         return dh_err_set(e, DH_ECONFIG, "management API: api_token_file and the state needed");
-    /* The PIN-file rule: a regular file group and others cannot read. */
-    int rc = dh_file_read_pin(cfg->token_file, &tok, e);
-    if (rc != DH_OK) {
-        dh_err_prefix(e, "api_token_file");
-        return rc == DH_ELOGIN ? dh_err_set_code(e, DH_ECONFIG) : rc;
-    }
+    /* The rule for secret files: a regular file group and others cannot read. */
+    int rc = dh_file_read_secret(cfg->token_file, "api_token_file", 1024, &tok, e);
+    if (rc != DH_OK)
+        return rc;
     rc = token_ok(&tok, cfg->token_file, e);
     api *a = rc == DH_OK ? calloc(1, sizeof(*a)) : NULL;
     if (rc == DH_OK && a == NULL)

@@ -4,14 +4,11 @@
  */
 #include "dns/dns_int.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "common/file.h"
 #include "dkim/b64.h"
 #include "dkim/record.h"
 
@@ -34,44 +31,17 @@ void dn_tsig_clear(dn_tsig *t)
         explicit_bzero(t, sizeof(*t));
 }
 
-/* Same rule as the PIN file (common/file.h): a regular file that group and
+/* The rule for secret files (common/file.h): a regular file that group and
  * others can neither read nor write. */
 static int read_key_file(const char *path, dh_buf *out, dh_err *e)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return dh_err_set(e, errno == ENOENT ? DH_ENOTFOUND : DH_EIO,
-                          "TSIG key file %s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    int rc = DH_OK;
-    if (fstat(fd, &st) != 0)
-        rc = dh_err_set(e, DH_EIO, "TSIG key file %s: stat failed: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        rc = dh_err_set(e, DH_EPERM, "TSIG key file %s: not a regular file", path);
-    else if (st.st_mode & (S_IRWXG | S_IRWXO))
-        rc = dh_err_set(e, DH_EPERM,
-                        "TSIG key file %s: mode %04o lets group or others read it; "
-                        "run chmod 600 %s",
-                        path, (unsigned)(st.st_mode & 07777), path);
-    while (rc == DH_OK) {
-        char chunk[512];
-        ssize_t n = read(fd, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            rc = dh_err_set(e, DH_EIO, "TSIG key file %s: read failed: %s", path, strerror(errno));
-        else if (n == 0)
-            break;
-        else if (out->len + (size_t)n > TSIG_FILE_MAX)
-            rc = dh_err_set(e, DH_ECONFIG, "TSIG key file %s: longer than %d bytes", path,
-                            TSIG_FILE_MAX);
-        else
-            rc = dh_buf_append(out, chunk, (size_t)n);
-        explicit_bzero(chunk, sizeof(chunk));
+    int rc = dh_file_read_secret(path, "TSIG key file", TSIG_FILE_MAX, out, e);
+    if (rc == DH_EINVAL) /* larger than TSIG_FILE_MAX */
+        return dh_err_set_code(e, DH_ECONFIG);
+    if (rc == DH_OK && out->len == 0) {
+        dh_buf_free_secret(out);
+        return dh_err_set(e, DH_ECONFIG, "TSIG key file %s: empty", path);
     }
-    close(fd);
-    if (rc == DH_OK && out->data == NULL)
-        rc = dh_err_set(e, DH_ECONFIG, "TSIG key file %s: empty", path);
     return rc;
 }
 

@@ -5,8 +5,8 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/isotime.h"
 #include "common/json.h"
 #include "dkim/record.h"
 #include "keyctl/keyctl.h"
@@ -22,14 +22,6 @@ static int json_flag(int argc, char **argv)
         json = 1;
     }
     return json;
-}
-
-static void iso_time(long long t, char out[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* One zone-file line: OWNER IN TXT ( "..." ... ). */
@@ -74,7 +66,7 @@ int kc_print_records(kc_ctx *c, lf_ctx *lf, const char *domain, const char *sele
 static int json_selector(const ks_selector *s, dh_buf *j)
 {
     char created[32];
-    iso_time(s->created, created);
+    dh_iso_time(s->created, created);
     int rc = dh_buf_puts(j, "{\"domain\":");
     if (rc == DH_OK)
         rc = dh_json_str(j, s->domain);
@@ -108,7 +100,7 @@ static void print_table(kc_ctx *c, const ks_selector *l, size_t n)
             "BITS", "CREATED", "STATE", "CUSTODY");
     for (size_t i = 0; i < n; i++) {
         char created[32];
-        iso_time(l[i].created, created);
+        dh_iso_time(l[i].created, created);
         fprintf(c->out, "%-30s %-16s %-15s %5u %-20s %-10s %s\n", l[i].domain, l[i].selector,
                 dkim_alg_name(l[i].alg), l[i].bits, created, ks_state_name(l[i].state),
                 l[i].custody == KS_IMPORTED ? "imported" : "generated-in-token");

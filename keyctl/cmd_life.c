@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/isotime.h"
 #include "common/json.h"
 #include "keyctl/keyctl.h"
 
@@ -44,14 +44,6 @@ int kc_life(kc_ctx *c, int need_token, lf_ctx *lf, dh_err *e)
     return DH_OK;
 }
 
-static void iso_time(long long t, char out[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* Options given as {name, flag} pairs; exactly npos positional arguments. */
 static int flags(int argc, char **argv, const char *const *names, int *vals, int npos)
 {
@@ -77,12 +69,12 @@ static void print_show(kc_ctx *c, const lf_info *i)
 {
     const ks_selector *k = &i->key;
     char t[32];
-    iso_time(k->state_changed, t);
+    dh_iso_time(k->state_changed, t);
     fprintf(c->out, "domain:       %s\nselector:     %s\n", k->domain, k->selector);
     fprintf(c->out, "state:        %s (since %s)\n", ks_state_name(k->state), t);
     if (k->state == KS_RETIRING) {
         char until[32];
-        iso_time(k->retiring_since + c->cf->retire_after, until);
+        dh_iso_time(k->retiring_since + c->cf->retire_after, until);
         fprintf(c->out, "retire at:    %s (retire_after)\n", until);
     }
     fprintf(c->out, "algorithm:    %s, %u bits\n", dkim_alg_name(k->alg), k->bits);
@@ -104,7 +96,7 @@ static void print_show(kc_ctx *c, const lf_info *i)
     fprintf(c->out, "history:\n");
     for (size_t h = 0; h < i->nhistory; h++) {
         const ks_history *x = &i->history[h];
-        iso_time(x->time, t);
+        dh_iso_time(x->time, t);
         fprintf(c->out, "  %s  %-9s -> %-9s  %s%s%s\n", t,
                 x->from_set ? ks_state_name(x->from) : "", ks_state_name(x->to), x->actor,
                 x->note[0] ? "  " : "", x->note);
@@ -236,7 +228,7 @@ int kc_cmd_rotate(kc_ctx *c, int argc, char **argv, dh_err *e)
 static int audit_json(const au_entry *a, dh_buf *j)
 {
     char t[32];
-    iso_time(a->time, t);
+    dh_iso_time(a->time, t);
     int rc = dh_buf_printf(j, "{\"seq\":%lld,\"time\":\"%s\",\"actor\":", a->seq, t);
     const char *keys[] = {"actor", "event", "domain", "selector", "fingerprint", "detail"};
     const char *vals[] = {a->actor, a->event, a->domain, a->selector, a->fingerprint, a->detail};
@@ -269,7 +261,7 @@ static int audit_print(kc_ctx *c, int json, dh_err *e)
     } else if (rc == DH_OK) {
         for (size_t i = 0; i < n; i++) {
             char t[32];
-            iso_time(l[i].time, t);
+            dh_iso_time(l[i].time, t);
             fprintf(c->out, "%lld %s %s %s %s %s %.16s %s\n", l[i].seq, t, l[i].actor, l[i].event,
                     l[i].domain[0] ? l[i].domain : "-", l[i].selector[0] ? l[i].selector : "-",
                     l[i].fingerprint[0] ? l[i].fingerprint : "-", l[i].detail);

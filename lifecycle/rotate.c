@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/isotime.h"
 #include "lifecycle/lf_int.h"
 
 void lf_rotation_clear(lf_rotation *r)
@@ -87,11 +88,8 @@ static int switch_over(lf_ctx *c, const ks_selector *next, const ks_selector *ol
     if (rc == DH_OK && lf_now(c) < ready) {
         rc = lf_finish(c, rc, e);
         /* An absolute time: the timer logs a changed message every tick. */
-        time_t at = (time_t)ready;
-        struct tm tm;
-        char when[32];
-        gmtime_r(&at, &tm);
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        char when[DH_ISO_TIME_LEN];
+        dh_iso_time(ready, when);
         snprintf(out->seen.reason, sizeof(out->seen.reason),
                  "served by DNS; the switch waits for publish_wait, until %s", when);
         ks_selector_clear(&n);
@@ -174,11 +172,8 @@ static int no_name(lf_ctx *c, const ks_selector *b, dh_err *e)
         return dh_err_set(e, DH_ESTATE,
                           "no free selector name for %s: %s is %s (revoke it to reuse the name)",
                           b->domain, b->selector, ks_state_name(b->state));
-    time_t until = (time_t)(b->retiring_since + c->retire_after);
-    struct tm tm;
-    char when[32];
-    gmtime_r(&until, &tm);
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char when[DH_ISO_TIME_LEN];
+    dh_iso_time(b->retiring_since + c->retire_after, when);
     return dh_err_set(e, DH_ESTATE,
                       "no free selector name for %s: %s is retiring until %s (rotate again then, "
                       "or revoke it)",

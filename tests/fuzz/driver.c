@@ -8,10 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Seeds: provided by each fuzz target. */
-extern const char *const fuzz_seeds[];
+#include "tests/fuzz/fuzz.h"
 
 #define MUTATIONS_PER_SEED 300
 #define MAX_INPUT 4096

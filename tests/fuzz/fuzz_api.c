@@ -21,9 +21,8 @@
 #include <unistd.h>
 
 #include "daemon/api.h"
+#include "tests/fuzz/fuzz.h"
 #include "tests/fuzz/token_env.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 const char *const fuzz_seeds[] = {
     "a/api/v1/domains/example.com/keys\n\n{\"alg\":\"ed25519\"}",
@@ -40,12 +39,6 @@ const char *const fuzz_seeds[] = {
     "`/api/v2/nothing\n\n",
     NULL,
 };
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
 
 static const char token[] = "fuzz-token-0123456789abcdef";
 static hsm *tok;

@@ -23,8 +23,7 @@
 
 #include "dkim/record.h"
 #include "dns/dns_int.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "tests/fuzz/fuzz.h"
 
 #define KEY 0x0d
 #define MAX_PACKETS 16
@@ -48,22 +47,18 @@ static ldns_status answer(void *arg, const ldns_rdf *qname, ldns_pkt **out)
 static void check_result(int rc, const dn_expect *want, const dn_result *r)
 {
     if (rc != DH_OK) {
-        if (r->record.data != NULL || r->record.len != 0)
-            abort();
+        REQUIRE(r->record.data == NULL && r->record.len == 0);
         return;
     }
     if (r->status != DN_OK && r->status != DN_REVOKED)
         return;
     dkim_record rec = {0};
-    if (dkim_record_parse((const char *)r->record.data, r->record.len, &rec, NULL) != DH_OK)
-        abort();
-    if ((r->status == DN_REVOKED) != (rec.revoked != 0))
-        abort();
-    if (r->status == DN_OK && want != NULL &&
-        (rec.alg != want->alg ||
-         (want->pub != NULL &&
-          (rec.pub.len != want->pub_len || memcmp(rec.pub.data, want->pub, want->pub_len) != 0))))
-        abort();
+    REQUIRE(dkim_record_parse((const char *)r->record.data, r->record.len, &rec, NULL) == DH_OK);
+    REQUIRE((r->status == DN_REVOKED) == (rec.revoked != 0));
+    REQUIRE(r->status != DN_OK || want == NULL ||
+            (rec.alg == want->alg &&
+             (want->pub == NULL || (rec.pub.len == want->pub_len &&
+                                    memcmp(rec.pub.data, want->pub, want->pub_len) == 0))));
     dkim_record_clear(&rec);
 }
 

@@ -29,9 +29,8 @@
 #include "common/hex.h"
 #include "daemon/handler.h"
 #include "daemon/proto.h"
+#include "tests/fuzz/fuzz.h"
 #include "tests/fuzz/token_env.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 const char *const fuzz_seeds[] = {
     "Bfrom:a@example.com\r\ndkim-signature:v=1; a=ed25519-sha256; c=relaxed/relaxed; "
@@ -52,12 +51,6 @@ const char *const fuzz_seeds[] = {
     "\x01\x02\x03",
     NULL,
 };
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
 
 #define OTHER_UID 4321
 

@@ -13,8 +13,7 @@
 #include "dkim/canon.h"
 #include "dkim/msg.h"
 #include "dkim/sig.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "tests/fuzz/fuzz.h"
 
 const char *const fuzz_seeds[] = {
     "\x05"
@@ -34,12 +33,6 @@ const char *const fuzz_seeds[] = {
     " continuation first\r\nFrom: a@b.c\r\n\r\n",
     NULL,
 };
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
 
 struct run {
     dkim_msg *m;

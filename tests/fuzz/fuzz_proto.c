@@ -20,8 +20,7 @@
 #include <string.h>
 
 #include "daemon/proto.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "tests/fuzz/fuzz.h"
 
 const char *const fuzz_seeds[] = {
     /* SIGN */
@@ -58,12 +57,6 @@ const char *const fuzz_seeds[] = {
     "\x82\x80\x80\x80\x82\x81\x80\xe1",
     NULL,
 };
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
 
 static const uint8_t *frame_lo, *frame_hi;
 

@@ -13,8 +13,7 @@
 #include "dkim/record.h"
 #include "dkim/sig.h"
 #include "dkim/tag.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "tests/fuzz/fuzz.h"
 
 const char *const fuzz_seeds[] = {
     "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
@@ -35,12 +34,6 @@ const char *const fuzz_seeds[] = {
     "",
     NULL,
 };
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
 
 static int is_fws(char c)
 {
